@@ -1,0 +1,105 @@
+"""One settings object for the whole service.
+
+Values come, highest first, from: keyword arguments, ``NIJIFEED_*`` environment variables, the TOML file named
+by ``NIJIFEED_CONFIG``, then the defaults below. Parts receive a ``Settings`` instance; nothing deep inside reads
+the environment itself, so tests can build any configuration they need.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+ScoreKind = Literal["margin", "least_confident", "entropy"]
+ExtractorName = Literal["auto", "builtin", "i2v", "onnx"]
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the setting and what is wrong."""
+
+
+def _default_data_dir() -> Path:
+    return Path(user_data_dir("nijifeed", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NIJIFEED_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Where the store, models and cache live.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Features
+    extractor: ExtractorName = Field("auto", description="auto: i2v when i2v_model is set, else builtin.")
+    i2v_model: Path | None = Field(None, description="Path to the illust2vec_ver200 ONNX file.")
+    onnx_model: Path | None = Field(None, description="Path to another ONNX image model (extractor=onnx).")
+    onnx_preset: Path | None = Field(None, description="TOML/JSON file describing the ONNX model's input/output.")
+    onnx_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 lets onnxruntime choose.")
+    batch_size: int = Field(16, ge=1, le=1024)
+
+    # Image guards
+    max_image_bytes: int = Field(20_000_000, ge=1024, description="Files larger than this are refused unread.")
+    max_image_pixels: int = Field(60_000_000, ge=10_000, description="Pillow's decompression-bomb limit.")
+
+    # Classification and the reject rule
+    model: Literal["rf", "rf-published", "lr", "hgb", "svm", "ensemble"] = "ensemble"
+    score_kind: ScoreKind = "margin"
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Override the active model's threshold (margin 0.3 is the published rule)."
+    )
+    target_precision: float = Field(0.98, gt=0.5, le=1.0, description="2D precision the threshold is chosen for.")
+    cv_folds: int = Field(5, ge=2, le=20)
+    seed: int = 0
+
+    @field_validator("i2v_model", "onnx_model", "onnx_preset")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("NIJIFEED_CONFIG")
+        if config_file:
+            path = Path(config_file).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"NIJIFEED_CONFIG: no such file: {path}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # Paths derived from data_dir, in one place so every part agrees on the layout.
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "nijifeed.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+_SECRET_HINT = re.compile(r"secret|token|key|password", re.IGNORECASE)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning pydantic's report into one message per bad setting, named as the user sets it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            shown = "***" if _SECRET_HINT.search(field) else repr(error.get("input"))
+            lines.append(f"NIJIFEED_{field.upper()}: {error['msg']} (got {shown})")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None

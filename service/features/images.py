@@ -1,0 +1,115 @@
+"""Decode untrusted image files into plain RGB, safely.
+
+Everything that reads pixels goes through ``load_image`` so the guards live in one place: a byte-size limit checked
+before decoding, Pillow's decompression-bomb limit, EXIF orientation, and one rule for every colour mode (alpha
+composited on white, palettes expanded, CMYK and 16-bit converted).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+class ImageError(Exception):
+    """An image could not be used; ``reason`` is short enough to store and show in a table."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 20_000_000
+    max_pixels: int = 60_000_000
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly or deeper under ``folder``, sorted so runs are repeatable."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image(
+    source: Path | bytes, *, limits: ImageLimits = ImageLimits(), draft_size: int | None = None, name: str = ""
+) -> Image.Image:
+    """Return the image as 8-bit RGB, or raise ``ImageError`` saying why not.
+
+    ``draft_size`` lets JPEG decode at a reduced scale (1/2, 1/4, 1/8) while staying at least that many pixels on
+    each side: a 224-px model does not need a 4000-px decode.
+    """
+    label = name or (str(source) if isinstance(source, Path) else "<bytes>")
+    data = _read_bytes(source, limits, label)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between max_pixels and twice that; treat the warning as the refusal it announces.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            previous = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = limits.max_pixels
+            try:
+                image = Image.open(io.BytesIO(data))
+                if draft_size and image.format == "JPEG":
+                    image.draft("RGB", (draft_size, draft_size))
+                image.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(label, f"too many pixels ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError(label, "not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(label, f"corrupt image ({exc})") from None
+    return to_rgb(image)
+
+
+def _read_bytes(source: Path | bytes, limits: ImageLimits, label: str) -> bytes:
+    if isinstance(source, bytes):
+        size = len(source)
+        data = source
+    else:
+        try:
+            size = source.stat().st_size
+        except OSError as exc:
+            raise ImageError(label, f"cannot read ({exc.strerror or exc})") from None
+        data = b""
+    if size > limits.max_bytes:
+        raise ImageError(label, f"file too large ({size} bytes > {limits.max_bytes})")
+    if size == 0:
+        raise ImageError(label, "empty file")
+    if not data:
+        data = Path(source).read_bytes()  # type: ignore[arg-type]
+    return data
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB: orientation applied, transparency on white, 16-bit scaled rather than clipped."""
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not cost us the pixels
+        pass
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(values * (255.0 if values.max(initial=0) <= 1 else 1), 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    if image.mode != "RGB":
+        image = image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return image
