@@ -8,7 +8,8 @@ published illust2vec network, or any model described by an ``OnnxPreset``). Ever
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from service.features.images import ImageError, ImageLimits, load_image
+from service.features.images import ImageError, ImageLimits, dhash, load_image, read_file
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -38,12 +39,22 @@ class FeatureExtractor(Protocol):
         ...
 
 
+class FeatureCache(Protocol):
+    """Somewhere to keep vectors by content hash (the store provides one), so re-training re-extracts nothing."""
+
+    def get_many(self, sha256s: Sequence[str], extractor: str) -> dict[str, np.ndarray]: ...
+
+    def put(self, sha256: str, extractor: str, vector: np.ndarray) -> None: ...
+
+
 @dataclass
 class Extracted:
-    """The result of extracting a batch of files: rows of ``features`` line up with ``paths``."""
+    """The result of extracting files: ``features``, ``sha256s`` and ``dhashes`` line up with ``paths``."""
 
     paths: list[Path]
     features: np.ndarray
+    sha256s: list[str] = field(default_factory=list)
+    dhashes: list[int] = field(default_factory=list)
     failures: list[ImageError] = field(default_factory=list)
 
 
@@ -53,27 +64,51 @@ def extract_files(
     *,
     limits: ImageLimits = ImageLimits(),
     batch_size: int = 16,
-    on_progress: callable | None = None,  # type: ignore[valid-type]
+    cache: FeatureCache | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Extracted:
-    """Decode and extract in batches; an unreadable file is recorded in ``failures`` and never aborts the batch."""
-    ok: list[Path] = []
-    chunks: list[np.ndarray] = []
-    failures: list[ImageError] = []
+    """Decode and extract in batches; an unreadable file is recorded in ``failures`` and never aborts the batch.
+
+    Vectors already in ``cache`` (same bytes, same extractor) are reused; new ones are added to it.
+    """
+    out = Extracted([], np.zeros((0, extractor.dim), np.float32))
+    rows: list[np.ndarray] = []
     for batch in _batches(paths, batch_size):
-        images = []
-        for path in batch:
-            try:
-                images.append(load_image(path, limits=limits, draft_size=extractor.working_size))
-                ok.append(path)
-            except ImageError as exc:
-                log.warning("skipping %s: %s", exc.source, exc.reason)
-                failures.append(exc)
-            if on_progress:
-                on_progress(1)
-        if images:
-            chunks.append(extractor.extract(images))
-    features = np.concatenate(chunks) if chunks else np.zeros((0, extractor.dim), np.float32)
-    return Extracted(ok, features.astype(np.float32, copy=False), failures)
+        decoded = _decode_batch(batch, limits, extractor.working_size, out.failures)
+        cached = cache.get_many([sha for _, sha, _ in decoded], extractor.name) if cache else {}
+        todo = [(path, sha, image) for path, sha, image in decoded if sha not in cached]
+        fresh = dict(zip([sha for _, sha, _ in todo], extractor.extract([im for *_, im in todo]))) if todo else {}
+        for path, sha, image in decoded:
+            vector = cached.get(sha)
+            if vector is None:
+                vector = fresh[sha]
+                if cache:
+                    cache.put(sha, extractor.name, vector)
+            out.paths.append(path)
+            out.sha256s.append(sha)
+            out.dhashes.append(dhash(image))
+            rows.append(np.asarray(vector, dtype=np.float32))
+        if on_progress:
+            on_progress(len(batch))
+    if rows:
+        out.features = np.vstack(rows)
+    return out
+
+
+def _decode_batch(
+    paths: list[Path], limits: ImageLimits, working_size: int, failures: list[ImageError]
+) -> list[tuple[Path, str, Image.Image]]:
+    decoded = []
+    for path in paths:
+        try:
+            data = read_file(path, limits)
+            image = load_image(data, limits=limits, draft_size=working_size, name=str(path))
+        except ImageError as exc:
+            log.warning("skipping %s: %s", exc.source, exc.reason)
+            failures.append(exc)
+            continue
+        decoded.append((path, hashlib.sha256(data).hexdigest(), image))
+    return decoded
 
 
 def _batches(items: Iterable[Path], size: int) -> Iterator[list[Path]]:

@@ -70,23 +70,39 @@ def load_image(
     return to_rgb(image)
 
 
-def _read_bytes(source: Path | bytes, limits: ImageLimits, label: str) -> bytes:
-    if isinstance(source, bytes):
-        size = len(source)
-        data = source
-    else:
-        try:
-            size = source.stat().st_size
-        except OSError as exc:
-            raise ImageError(label, f"cannot read ({exc.strerror or exc})") from None
-        data = b""
+def read_file(path: Path, limits: ImageLimits = ImageLimits()) -> bytes:
+    """The file's bytes, refused by size before anything is read (a 2 GB file never reaches memory)."""
+    try:
+        size = path.stat().st_size
+        _check_size(size, limits, str(path))
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(str(path), f"cannot read ({exc.strerror or exc})") from None
+
+
+def _check_size(size: int, limits: ImageLimits, label: str) -> None:
     if size > limits.max_bytes:
         raise ImageError(label, f"file too large ({size} bytes > {limits.max_bytes})")
     if size == 0:
         raise ImageError(label, "empty file")
-    if not data:
-        data = Path(source).read_bytes()  # type: ignore[arg-type]
-    return data
+
+
+def _read_bytes(source: Path | bytes, limits: ImageLimits, label: str) -> bytes:
+    if isinstance(source, bytes):
+        _check_size(len(source), limits, label)
+        return source
+    return read_file(source, limits)
+
+
+def dhash(image: Image.Image, size: int = 8) -> int:
+    """64-bit difference hash: near-duplicates (resized, recompressed) differ in only a few bits.
+
+    Used to keep near-duplicates in the same cross-validation fold, so the figures are not flattered by an
+    image being "predicted" from its own copy.
+    """
+    small = np.asarray(image.convert("L").resize((size + 1, size), Image.Resampling.BILINEAR), dtype=np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -1,0 +1,116 @@
+"""Trained models on disk, with the metadata that says what they are valid for.
+
+A model file is a pickle of ``{"meta": ..., "estimator": ...}`` written atomically (temp file + rename) under
+``<data_dir>/models``; the store's ``models`` table numbers the versions and marks the one that is active.
+Loading a model next to a different feature extractor fails loudly: its numbers would be meaningless.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import sklearn
+
+from service.classify.uncertainty import CLASSES, Rule, verdicts
+
+
+class ModelError(Exception):
+    """A model file is missing, unreadable, or made for other features."""
+
+
+@dataclass
+class ModelMeta:
+    kind: str
+    extractor: str
+    dim: int
+    rule: dict
+    n_train: int
+    n_2d: int
+    dataset_sha256: str  # hash of the sorted training image hashes and labels: same data, same hash
+    image_sha256s: list[str]
+    cv: dict = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    classes: tuple[str, str] = CLASSES
+    sklearn_version: str = sklearn.__version__
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_dict(self, *, with_hashes: bool = True) -> dict:
+        data = asdict(self)
+        if not with_hashes:
+            data.pop("image_sha256s")
+        return data
+
+
+@dataclass
+class TrainedModel:
+    estimator: object
+    meta: ModelMeta
+    version: int | None = None
+
+    @property
+    def rule(self) -> Rule:
+        return Rule(**self.meta.rule)
+
+    def check_extractor(self, name: str, dim: int) -> None:
+        if (name, dim) != (self.meta.extractor, self.meta.dim):
+            raise ModelError(
+                f"model v{self.version} was trained on '{self.meta.extractor}' features ({self.meta.dim}-d) "
+                f"but the extractor in use is '{name}' ({dim}-d); retrain with `nijifeed train` or set "
+                f"NIJIFEED_EXTRACTOR to match"
+            )
+
+    def p_2d(self, features: np.ndarray) -> np.ndarray:
+        probs = self.estimator.predict_proba(np.asarray(features, dtype=np.float32))
+        column = list(self.estimator.classes_).index(1)
+        return probs[:, column]
+
+    def classify(self, features: np.ndarray, rule: Rule | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(verdicts, p_2d) for rows of ``features``, under the model's own rule unless one is given."""
+        p = self.p_2d(features)
+        return verdicts(np.column_stack([1 - p, p]), rule or self.rule), p
+
+
+def dataset_hash(sha256s: list[str], labels: np.ndarray) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for sha, label in sorted(zip(sha256s, (int(v) for v in labels))):
+        digest.update(f"{sha}:{label}\n".encode())
+    return digest.hexdigest()
+
+
+def save_model(models_dir: Path, model: TrainedModel) -> Path:
+    """Write the model file atomically; a crash mid-write leaves no half file under the final name."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = models_dir / f"model-{stamp}-{model.meta.kind}.pkl"
+    fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".model-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump({"meta": model.meta.to_dict(), "estimator": model.estimator}, handle, protocol=5)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(path: Path, version: int | None = None) -> TrainedModel:
+    try:
+        with open(path, "rb") as handle:
+            payload = pickle.load(handle)  # noqa: S301 - our own file in our own data dir
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path} (retrain with `nijifeed train`)") from None
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        raise ModelError(f"cannot load model {path}: {exc}") from None
+    meta = payload["meta"]
+    meta["classes"] = tuple(meta.get("classes", CLASSES))
+    return TrainedModel(payload["estimator"], ModelMeta(**meta), version)

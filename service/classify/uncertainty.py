@@ -1,0 +1,101 @@
+"""Uncertainty scores and the reject rule, as pure functions over probability arrays.
+
+``probs`` is always an (n, k) array of class probabilities whose rows sum to 1. The same three scores serve two
+users: the reject rule (is this verdict safe to act on?) and active learning (which image is most worth a label?).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+ScoreKind = Literal["margin", "least_confident", "entropy"]
+Verdict = Literal["2d", "not2d", "uncertain"]
+CLASSES: tuple[str, str] = ("not2d", "2d")  # column order of every probs array: index 1 is "2d"
+
+
+def _as_probs(probs: np.ndarray) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"expected an (n, k>=2) probability array, got shape {probs.shape}")
+    return probs
+
+
+def least_confident(probs: np.ndarray) -> np.ndarray:
+    """1 - P(top class): 0 when sure, up to 1 - 1/k when all classes are equally likely."""
+    return 1.0 - _as_probs(probs).max(axis=1)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """P(top class) - P(second class): 1 when sure, 0 when the top two tie. Small margin = uncertain."""
+    top2 = np.sort(_as_probs(probs), axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy normalised by log(k), so 0 is certain and 1 is uniform whatever the number of classes."""
+    p = _as_probs(probs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p), 0.0)
+    return -terms.sum(axis=1) / np.log(p.shape[1])
+
+
+def uncertainty(probs: np.ndarray, kind: ScoreKind) -> np.ndarray:
+    """The score of ``kind`` turned so that larger always means less certain (margin becomes 1 - margin).
+
+    One direction for all kinds lets sampling and thresholds share code. For two classes the three kinds rank
+    images identically; they differ (and the choice matters) only in the threshold's scale.
+    """
+    if kind == "margin":
+        return 1.0 - margin(probs)
+    if kind == "least_confident":
+        return least_confident(probs)
+    if kind == "entropy":
+        return entropy(probs)
+    raise ValueError(f"unknown score kind {kind!r}; expected margin, least_confident or entropy")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The reject option: which score, and where "unsure" begins.
+
+    ``threshold`` is in the score's own units: a margin *below* it, or a least-confident / entropy score *above*
+    it, is uncertain. ``threshold_not2d`` lets the two verdicts differ: a wrong "2D" pollutes the feed while a
+    wrong "not 2D" only loses one picture, so the 2D side may ask for more confidence. ``None`` means the same.
+    """
+
+    score_kind: ScoreKind = "margin"
+    threshold: float = 0.3
+    threshold_not2d: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"score_kind": self.score_kind, "threshold": self.threshold, "threshold_not2d": self.threshold_not2d}
+
+
+def is_uncertain(probs: np.ndarray, kind: ScoreKind, threshold: float) -> np.ndarray:
+    """Boolean mask of rows the rule refuses to decide."""
+    if kind == "margin":
+        return margin(probs) < threshold
+    return uncertainty(probs, kind) > threshold
+
+
+def verdicts(probs: np.ndarray, rule: Rule = Rule()) -> np.ndarray:
+    """'2d', 'not2d' or 'uncertain' per row of a (n, 2) array ordered as ``CLASSES``."""
+    probs = _as_probs(probs)
+    is_2d = probs[:, 1] > probs[:, 0]
+    t_not2d = rule.threshold if rule.threshold_not2d is None else rule.threshold_not2d
+    unsure = np.where(
+        is_2d,
+        is_uncertain(probs, rule.score_kind, rule.threshold),
+        is_uncertain(probs, rule.score_kind, t_not2d),
+    )
+    out = np.where(is_2d, "2d", "not2d").astype(object)
+    out[unsure] = "uncertain"
+    return out.astype(str)
+
+
+def query_order(probs: np.ndarray, kind: ScoreKind = "margin") -> np.ndarray:
+    """Indices most-uncertain first: the order a review queue (uncertainty sampling) presents images in."""
+    return np.argsort(-uncertainty(probs, kind), kind="stable")

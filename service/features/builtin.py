@@ -1,0 +1,300 @@
+"""Hand-made colour, palette, edge and noise statistics: a feature extractor that needs no model weights.
+
+The question is narrow -- is this picture a colour drawing/painting (cartoon, anime, painting), or a photograph,
+a 3D render or monochrome line art? -- and a few physical differences carry most of it:
+
+* **Palettes.** An artist fills regions with a chosen colour; a camera records light, so almost every pixel of a
+  photo is a slightly different colour. Drawn work concentrates its pixels in few colours.
+* **Edges.** Drawn work is mostly flat fills separated by sharp, often dark, outlines: gradients are either ~0 or
+  large. Photos and renders have a continuum of soft gradients (shading, depth of field, texture).
+* **Noise.** A sensor adds fine noise everywhere, flat sky included; a digital fill is clean. The residual after
+  removing the local mean separates them even after JPEG compression.
+* **Chroma.** Line art and manga pages are (near) grey; colour art is often more saturated than nature is.
+
+Every image is shrunk to fit ``working_size`` (never enlarged, so fine noise is not smoothed away by upsampling)
+and each statistic is a share or a normalised value, so images of any size give comparable numbers. Everything is
+vectorised numpy on one small image: a few milliseconds per image, and fully deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+_MIN_SIDE = 16  # below this gradients and blocks are meaningless; tiny inputs are enlarged (nearest) to it
+_BLOCK = 16  # side of the local patches, in working-size pixels
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _prepare(image: Image.Image, size: int) -> np.ndarray:
+    """RGB as a float32 (3, h, w) array of planes fitted inside ``size`` x ``size`` (aspect kept, area-averaged,
+    never upscaled). Planes, not interleaved pixels: numpy reduces over a contiguous axis many times faster."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    w, h = image.size
+    scale = min(1.0, size / max(w, h))
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if (nw, nh) != (w, h):
+        image = image.resize((nw, nh), Image.Resampling.BOX)
+    if min(nw, nh) < _MIN_SIDE:
+        image = image.resize((max(nw, _MIN_SIDE), max(nh, _MIN_SIDE)), Image.Resampling.NEAREST)
+    return np.ascontiguousarray(np.asarray(image, dtype=np.float32).transpose(2, 0, 1))
+
+
+def _shares(values: np.ndarray, edges: Sequence[float]) -> list[float]:
+    """Share of ``values`` in each bin delimited by ``edges`` (first bin open below, last open above)."""
+    n = max(values.size, 1)
+    at_least = [n, *(np.count_nonzero(values >= e) for e in edges), 0]
+    return [float(a - b) / n for a, b in zip(at_least[:-1], at_least[1:])]
+
+
+def _quantiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """Lower empirical quantiles by partial sort (several times faster than ``np.percentile``)."""
+    v = values.ravel()
+    if v.size == 0:
+        return [0.0] * len(qs)
+    ks = [min(v.size - 1, int(q * v.size)) for q in qs]
+    part = np.partition(v, ks)
+    return [float(part[k]) for k in ks]
+
+
+def _colour_features(planes: np.ndarray, chroma: np.ndarray, luma: np.ndarray) -> list[float]:
+    """Chroma, saturation, hue spread and luminance extremes.
+
+    Grey shares near 1 flag line art and manga pages (label: not 2D) whatever their edges look like; vivid shares
+    flag drawn colour (artists use saturated inks nature rarely shows); a concentrated hue histogram flags a
+    limited artist palette, while photos spread hue by lighting. Paper-white plus ink-dark shares describe the
+    two-tone page of line art.
+    """
+    c = chroma.ravel()
+    vmax = np.maximum(np.maximum(planes[0], planes[1]), planes[2]).ravel()
+    lit = vmax > 40
+    coloured = c > 24
+    hue_entropy, hue_top = _hue_spread(planes.reshape(3, -1)[:, coloured], c[coloured])
+    y = luma.ravel()
+    return [
+        float(c.mean() / 255),
+        _quantiles(c, (0.9,))[0] / 255,
+        float(np.count_nonzero(c < 12) / c.size),
+        float(np.count_nonzero(c > 96) / c.size),
+        float(np.count_nonzero(c > 160) / c.size),
+        float((c[lit] / vmax[lit]).mean()) if lit.any() else 0.0,
+        float(np.count_nonzero(coloured) / c.size),
+        hue_entropy,
+        hue_top,
+        float(y.std() / 128),
+        float(np.count_nonzero((y < 60) & (c < 30)) / c.size),
+        float(np.count_nonzero((y > 225) & (c < 20)) / c.size),
+    ]
+
+
+def _hue_spread(rgb: np.ndarray, chroma: np.ndarray) -> tuple[float, float]:
+    """Normalised entropy of an 18-bin chroma-weighted hue histogram, and the share of its two largest bins.
+
+    ``rgb`` is (3, n) for coloured pixels only; no coloured pixel gives (0, 1): no hue spread at all.
+    """
+    if chroma.size == 0:
+        return 0.0, 1.0
+    r, g, b = rgb
+    vmax = np.maximum(np.maximum(r, g), b)
+    h = np.where(vmax == r, (g - b) / chroma, np.where(vmax == g, 2.0 + (b - r) / chroma, 4.0 + (r - g) / chroma))
+    bins = np.floor(h * 3.0).astype(np.int64) % 18  # h in [-1, 6): 3 bins per sextant
+    hist = np.bincount(bins, weights=chroma, minlength=18)
+    p = hist / hist.sum()
+    nz = p[p > 0]
+    return float(-(nz * np.log(nz)).sum() / np.log(18)), float(np.sort(p)[-2:].sum())
+
+
+def _palette_features(planes: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """Palette size and concentration on colours quantised to 4 bits per channel (4096 bins).
+
+    Drawn work puts most pixels into a handful of colours (top-k coverage high, entropy low); photos and renders
+    spread thinly over hundreds. The largest colour is usually the background (paper, a white cut-out
+    backdrop), so the same figures are repeated over the remaining pixels: a photo of an object cut out on
+    white would otherwise look as flat as a cartoon. Also returns the mask of background-colour pixels.
+    """
+    q = planes.astype(np.int32) >> 4
+    codes = (q[0] << 8) | (q[1] << 4) | q[2]
+    counts = np.bincount(codes.ravel(), minlength=4096)
+    n = codes.size
+    order = np.sort(counts)[::-1]
+    background = int(np.argmax(counts))
+    fg_counts = counts.copy()
+    fg_counts[background] = 0
+    fg_n = max(int(fg_counts.sum()), 1)
+    fg_order = np.sort(fg_counts)[::-1]
+    feats = [
+        float(order[0] / n),
+        float(order[:8].sum() / n),
+        float(order[:32].sum() / n),
+        float((counts >= max(1, n // 1000)).sum() / 4096 ** 0.5 / 8),
+        _entropy(counts) / np.log(4096),
+        float(fg_order[:8].sum() / fg_n),
+        float(fg_order[:32].sum() / fg_n),
+        _entropy(fg_counts) / np.log(4096),
+    ]
+    return feats, codes == background
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / max(counts.sum(), 1)
+    return float(-(p * np.log(p)).sum())
+
+
+def _gradients(luma: np.ndarray) -> np.ndarray:
+    """|d/dx| + |d/dy| of luminance, same shape as ``luma`` (forward differences, last row/column repeated)."""
+    gx = np.abs(np.diff(luma, axis=1, append=luma[:, -1:]))
+    gy = np.abs(np.diff(luma, axis=0, append=luma[-1:, :]))
+    return gx + gy
+
+
+def _edge_features(luma: np.ndarray, chroma_grad: np.ndarray, foreground: np.ndarray) -> list[float]:
+    """Gradient histograms at two scales, over the foreground, plus outline darkness and sharpness.
+
+    Drawn fills give a histogram with mass at ~0 and at large values; photos and renders fill the soft middle
+    (shading, blur, texture). The half-scale histogram tells texture (vanishes) from structure (stays). The
+    strong/moderate ratio measures how crisp edges are; the darkness of strong-edge pixels catches inked
+    outlines. Chroma gradients count colour-only boundaries, which flat colour fills produce and greys do not.
+    """
+    g = _gradients(luma)
+    fg = foreground if foreground.mean() > 0.05 else np.ones_like(foreground)
+    gf = g[fg]
+    half = _half(luma)
+    g2 = _gradients(half)
+    strong = g > 48
+    moderate = g > 12
+    edges_dark = float(np.count_nonzero(_min3(luma)[strong] < 70) / max(np.count_nonzero(strong), 1))
+    return [
+        *_shares(gf, (1.5, 4, 12, 32, 80)),
+        *_shares(g2, (1.5, 4, 12, 32, 80)),
+        float(np.count_nonzero(strong) / max(np.count_nonzero(moderate), 1)),
+        edges_dark,
+        float(np.count_nonzero(chroma_grad[fg] > 24) / max(gf.size, 1)),
+        float(np.log1p(gf.mean()) / 5),
+    ]
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    """2x2 average downscale (odd last row/column dropped)."""
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    a = a[:h, :w]
+    return 0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2])
+
+
+def _min3(a: np.ndarray) -> np.ndarray:
+    """3x3 minimum filter with edge replication."""
+    p = np.pad(a, 1, mode="edge")
+    rows = np.minimum(np.minimum(p[:-2], p[1:-1]), p[2:])
+    return np.minimum(np.minimum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+
+
+def _noise_features(luma: np.ndarray, chroma: np.ndarray, foreground: np.ndarray) -> list[float]:
+    """Fine residual (pixel minus the mean of its 4 neighbours) in smooth, non-background areas.
+
+    In smooth areas a drawing's residual is ~0 (clean fill) or a clean ramp (zero Laplacian); a photo's is sensor
+    noise and fine texture. Measured where the local gradient is small, so outlines do not count as noise;
+    the share of exactly-clean pixels and robust spreads of luma and chroma residual are kept.
+    """
+    res = np.abs(_laplacian(luma))
+    cres = np.abs(_laplacian(chroma))
+    g = _gradients(luma)
+    smooth = (g < 16) & foreground
+    if np.count_nonzero(smooth) < 32:
+        smooth = g < 16
+    if np.count_nonzero(smooth) < 32:
+        return [0.0, 0.0, 1.0, 0.0, 0.0]
+    r = res[smooth]
+    median, p90 = _quantiles(r, (0.5, 0.9))
+    return [
+        float(np.log1p(median)),
+        float(np.log1p(p90)),
+        float(np.count_nonzero(r < 0.75) / r.size),
+        float(np.log1p(_quantiles(cres[smooth], (0.5,))[0])),
+        float(np.count_nonzero(smooth) / smooth.size),
+    ]
+
+
+def _laplacian(a: np.ndarray) -> np.ndarray:
+    p = np.pad(a, 1, mode="edge")
+    return a - 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])
+
+
+def _block_features(luma: np.ndarray, chroma: np.ndarray) -> list[float]:
+    """Statistics of 16x16 patches: how many are flat, how busy the busy ones are, how uniform the colour is.
+
+    Illustrations alternate flat patches and patches with one crisp line; photos are textured nearly
+    everywhere. The spread of patch activity (quantiles of patch std) describes that mix at a coarser scale than
+    the pixel histograms.
+    """
+    h, w = luma.shape
+    bh, bw = max(h // _BLOCK, 1), max(w // _BLOCK, 1)
+    sh, sw = h // bh, w // bw
+    y = luma[: bh * sh, : bw * sw].reshape(bh, sh, bw, sw)
+    c = chroma[: bh * sh, : bw * sw].reshape(bh, sh, bw, sw)
+    std = y.std(axis=(1, 3)).ravel()
+    cstd = c.std(axis=(1, 3)).ravel()
+    q = _quantiles(std, (0.25, 0.5, 0.75, 0.9))
+    return [
+        float((std < 1.5).mean()),
+        float((std < 6).mean()),
+        *(float(np.log1p(v) / 5) for v in q),
+        float(np.log1p(_quantiles(cstd, (0.5,))[0]) / 5),
+    ]
+
+
+FEATURE_NAMES: list[str] = [
+    # colour
+    "chroma_mean", "chroma_p90", "grey_share", "vivid_share", "very_vivid_share", "saturation_mean",
+    "coloured_share", "hue_entropy", "hue_top2_share", "luma_std", "ink_share", "paper_share",
+    # palette
+    "top1_colour_share", "top8_colour_share", "top32_colour_share", "palette_size", "palette_entropy",
+    "fg_top8_colour_share", "fg_top32_colour_share", "fg_palette_entropy",
+    # edges
+    "grad_lt1.5", "grad_1.5_4", "grad_4_12", "grad_12_32", "grad_32_80", "grad_gt80",
+    "grad2_lt1.5", "grad2_1.5_4", "grad2_4_12", "grad2_12_32", "grad2_32_80", "grad2_gt80",
+    "edge_crispness", "edge_darkness", "chroma_edge_share", "grad_mean_log",
+    # noise
+    "noise_median", "noise_p90", "clean_share", "chroma_noise_median", "smooth_share",
+    # blocks
+    "flat_block_share", "calm_block_share", "block_std_q25", "block_std_q50", "block_std_q75", "block_std_q90",
+    "block_chroma_std_q50",
+]
+
+
+class BuiltinExtractor:
+    """Colour, palette, edge, noise and patch statistics (see the module docstring for why each helps)."""
+
+    name = "builtin-v1"
+    feature_names: list[str] = FEATURE_NAMES
+    dim = len(FEATURE_NAMES)
+
+    def __init__(self, working_size: int = 256) -> None:
+        self.working_size = working_size
+
+    def extract(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB images in, float32 (len(images), dim) out; one row per image, same order."""
+        out = np.zeros((len(images), self.dim), np.float32)
+        for i, image in enumerate(images):
+            out[i] = self.extract_one(image)
+        return out
+
+    def extract_one(self, image: Image.Image) -> np.ndarray:
+        planes = _prepare(image, self.working_size)
+        r, g, b = planes
+        luma = _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
+        chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+        palette, background = _palette_features(planes)
+        foreground = ~background
+        values = [
+            *_colour_features(planes, chroma, luma),
+            *palette,
+            *_edge_features(luma, _gradients(chroma), foreground),
+            *_noise_features(luma, chroma, foreground),
+            *_block_features(luma, chroma),
+        ]
+        return np.nan_to_num(np.asarray(values, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+__all__ = ["FEATURE_NAMES", "BuiltinExtractor"]

@@ -1,0 +1,135 @@
+"""The store's schema, as numbered migrations.
+
+``MIGRATIONS[0]`` is schema version 1, ``MIGRATIONS[1]`` version 2, and so on. A migration, once released, is never
+edited: a change to the schema is a new script appended to the tuple (``ALTER TABLE ... ADD COLUMN``, a new table,
+a new index). ``db.migrate`` applies each missing script in its own transaction and records it in
+``schema_version``.
+
+Conventions: timestamps are ISO 8601 text in UTC (``2026-05-09T07:35:25.123+00:00``), so they sort as text; booleans
+are ``INTEGER`` 0/1 with a CHECK; every closed vocabulary is a CHECK so a typo in any part fails loudly at the write,
+not silently at a later read.
+"""
+
+from __future__ import annotations
+
+_V1 = """
+-- One row per distinct picture. The content hash is the identity: the same file reached through two posts, two
+-- media keys or a folder import is one image, classified once and labelled once.
+CREATE TABLE images (
+    id          INTEGER PRIMARY KEY,
+    sha256      TEXT    NOT NULL UNIQUE CHECK (length(sha256) = 64),
+    width       INTEGER,
+    height      INTEGER,
+    bytes       INTEGER,
+    first_seen  TEXT    NOT NULL,
+    source      TEXT,               -- where it was first seen: 'x', or a file path
+    cache_path  TEXT                -- local copy, if one is kept
+);
+
+-- One row per media reference (an X media key, or 'file:<path>'), with the stage it reached. The pipeline resumes
+-- from `status`: a crash between two stages leaves the row at the last stage that committed.
+CREATE TABLE media (
+    id          INTEGER PRIMARY KEY,
+    media_key   TEXT    NOT NULL UNIQUE,
+    kind        TEXT    NOT NULL CHECK (kind IN ('photo', 'video', 'animated_gif', 'file')),
+    url         TEXT,
+    preview_url TEXT,
+    image_id    INTEGER REFERENCES images (id) ON DELETE SET NULL,
+    status      TEXT    NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'downloaded', 'feed', 'review', 'dropped', 'failed', 'skipped')),
+    reason      TEXT,               -- why it failed or was skipped, short enough for a table cell
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    updated_at  TEXT
+);
+CREATE INDEX media_status ON media (status);
+CREATE INDEX media_image ON media (image_id);
+
+-- Posts as fetched; raw_json keeps the API's answer so a later migration can backfill a field without re-fetching
+-- (X only serves the newest 800 posts).
+CREATE TABLE posts (
+    id            TEXT PRIMARY KEY, -- tweet id, kept as text (64-bit snowflake)
+    author_id     TEXT,
+    author_name   TEXT,
+    author_handle TEXT,
+    author_avatar TEXT,
+    text          TEXT,
+    created_at    TEXT,
+    url           TEXT,
+    raw_json      TEXT,
+    fetched_at    TEXT
+);
+CREATE INDEX posts_created ON posts (created_at);
+
+-- Which media each post carries, in order. A retweet or quote carries the same media as its original.
+CREATE TABLE post_media (
+    post_id   TEXT    NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    media_id  INTEGER NOT NULL REFERENCES media (id) ON DELETE CASCADE,
+    position  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (post_id, media_id)
+);
+CREATE INDEX post_media_media ON post_media (media_id);
+
+-- Feature vectors, float32 little-endian bytes, one per (image, extractor): features from two extractors never mix.
+CREATE TABLE features (
+    image_id   INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    extractor  TEXT    NOT NULL,
+    dim        INTEGER NOT NULL CHECK (dim > 0),
+    vector     BLOB    NOT NULL CHECK (length(vector) = 4 * dim),
+    created_at TEXT    NOT NULL,
+    PRIMARY KEY (image_id, extractor)
+);
+
+-- Trained classifiers. `version` is never reused (AUTOINCREMENT), so a verdict's model_version names one model
+-- forever. At most one is active: the partial unique index makes a second `active = 1` row impossible.
+CREATE TABLE models (
+    version      INTEGER PRIMARY KEY AUTOINCREMENT,
+    path         TEXT    NOT NULL,
+    extractor    TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    threshold    REAL,
+    score_kind   TEXT,
+    metrics_json TEXT,
+    created_at   TEXT    NOT NULL,
+    active       INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1))
+);
+CREATE UNIQUE INDEX models_one_active ON models (active) WHERE active = 1;
+
+-- One verdict per (image, model version). The UNIQUE index leads with image_id, so it also serves lookups by image.
+CREATE TABLE verdicts (
+    id            INTEGER PRIMARY KEY,
+    image_id      INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    model_version INTEGER NOT NULL REFERENCES models (version),
+    verdict       TEXT    NOT NULL CHECK (verdict IN ('2d', 'not2d', 'uncertain')),
+    p_2d          REAL,
+    margin        REAL,
+    score         REAL,
+    audit         INTEGER NOT NULL DEFAULT 0 CHECK (audit IN (0, 1)),
+    created_at    TEXT    NOT NULL,
+    UNIQUE (image_id, model_version)
+);
+CREATE INDEX verdicts_model ON verdicts (model_version, verdict);
+
+-- People's answers. Nothing is overwritten: a new answer for an image is a new row, and the previous current row
+-- gets superseded_by = the new row's id. The current label is the one row with superseded_by IS NULL (at most one
+-- per image, by the partial unique index). The self-reference is deferred so both rows change in one transaction.
+CREATE TABLE labels (
+    id            INTEGER PRIMARY KEY,
+    image_id      INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    label         TEXT    NOT NULL CHECK (label IN ('2d', 'not2d')),
+    source        TEXT    NOT NULL,     -- 'review', 'folder', 'import', ...
+    author        TEXT,
+    created_at    TEXT    NOT NULL,
+    superseded_by INTEGER REFERENCES labels (id) DEFERRABLE INITIALLY DEFERRED
+);
+CREATE INDEX labels_image ON labels (image_id);
+CREATE UNIQUE INDEX labels_one_current ON labels (image_id) WHERE superseded_by IS NULL;
+
+-- Small named values: cursors (since_id), last poll time, and the like.
+CREATE TABLE kv (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+"""Schema scripts, oldest first; index i holds schema version i + 1. Append only."""
