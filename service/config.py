@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     extractor: ExtractorName = Field("auto", description="auto: i2v when i2v_model is set, else builtin.")
     i2v_model: Path | None = Field(None, description="Path to the illust2vec_ver200 ONNX file.")
     onnx_model: Path | None = Field(None, description="Path to another ONNX image model (extractor=onnx).")
-    onnx_preset: Path | None = Field(None, description="TOML/JSON file describing the ONNX model's input/output.")
+    onnx_preset: Path | None = Field(None, description="A shipped preset name (i2v, wd14, ...) or a TOML/JSON file describing the model.")
     onnx_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 lets onnxruntime choose.")
     batch_size: int = Field(16, ge=1, le=1024)
 

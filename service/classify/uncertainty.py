@@ -74,11 +74,15 @@ class Rule:
         return {"score_kind": self.score_kind, "threshold": self.threshold, "threshold_not2d": self.threshold_not2d}
 
 
+#: Scores within this of the threshold count as equal to it, so 0.715 - 0.285 (0.42999...) is "margin 0.43".
+_TIE = 1e-9
+
+
 def is_uncertain(probs: np.ndarray, kind: ScoreKind, threshold: float) -> np.ndarray:
     """Boolean mask of rows the rule refuses to decide."""
     if kind == "margin":
-        return margin(probs) < threshold
-    return uncertainty(probs, kind) > threshold
+        return margin(probs) < threshold - _TIE
+    return uncertainty(probs, kind) > threshold + _TIE
 
 
 def verdicts(probs: np.ndarray, rule: Rule = Rule()) -> np.ndarray:

@@ -132,19 +132,22 @@ def make_extractor(settings: Settings) -> FeatureExtractor:
         from service.features.builtin import BuiltinExtractor
 
         return BuiltinExtractor()
-    from service.features.onnx import I2V_PRESET, OnnxExtractor, OnnxPreset
+    from service.config import ConfigError
+    from service.features.onnx import I2V_PRESET, OnnxExtractor, OnnxPreset, shipped_preset, shipped_preset_names
 
+    options = {"threads": settings.onnx_threads, "batch_size": settings.batch_size}
     if choice == "i2v":
         if settings.i2v_model is None:
-            from service.config import ConfigError
-
             raise ConfigError("NIJIFEED_I2V_MODEL: extractor 'i2v' needs the path of the illust2vec ONNX file")
-        return OnnxExtractor(settings.i2v_model, I2V_PRESET, threads=settings.onnx_threads)
+        return OnnxExtractor(settings.i2v_model, I2V_PRESET, **options)
     if settings.onnx_model is None or settings.onnx_preset is None:
-        from service.config import ConfigError
-
         raise ConfigError("NIJIFEED_ONNX_MODEL and NIJIFEED_ONNX_PRESET: extractor 'onnx' needs both")
-    return OnnxExtractor(settings.onnx_model, OnnxPreset.from_file(settings.onnx_preset), threads=settings.onnx_threads)
+    preset_ref = str(settings.onnx_preset)
+    if preset_ref in shipped_preset_names():
+        preset = shipped_preset(preset_ref)
+    else:
+        preset = OnnxPreset.from_file(settings.onnx_preset)
+    return OnnxExtractor(settings.onnx_model, preset, **options)
 
 
 __all__ = ["Extracted", "FeatureExtractor", "ImageError", "ImageLimits", "extract_files", "load_image", "make_extractor"]

@@ -60,33 +60,81 @@ def _quantiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
     return [float(part[k]) for k in ks]
 
 
-def _colour_features(planes: np.ndarray, chroma: np.ndarray, luma: np.ndarray) -> list[float]:
-    """Chroma, saturation, hue spread and luminance extremes.
+def _background(codes: np.ndarray) -> np.ndarray:
+    """Mask of the backdrop: pixels of the colour that dominates the image border, if one does.
+
+    Cut-outs on a plain backdrop are common on both sides (clip-art stamps, game portraits, product photos), and
+    a white backdrop looks like a perfect flat fill. Statistics of the drawing or photo itself are therefore
+    taken over the foreground only; the backdrop's size is a feature of its own.
+    """
+    border = np.concatenate([codes[0], codes[-1], codes[1:-1, 0], codes[1:-1, -1]])
+    counts = np.bincount(border, minlength=4096)
+    top = int(np.argmax(counts))
+    if counts[top] < 0.4 * border.size:
+        return np.zeros(codes.shape, bool)
+    return codes == top
+
+
+def _scene_features(background: np.ndarray, codes: np.ndarray) -> list[float]:
+    """Backdrop share, and how uniform the border is (1 for a cut-out on a plain backdrop, low for a full frame)."""
+    border = np.concatenate([codes[0], codes[-1], codes[1:-1, 0], codes[1:-1, -1]])
+    return [float(background.mean()), float(np.bincount(border).max() / border.size)]
+
+
+def _colour_features(planes: np.ndarray, chroma: np.ndarray, luma: np.ndarray, fg: np.ndarray) -> list[float]:
+    """Chroma, saturation, hue spread (over the foreground) and luminance extremes (over the whole image).
 
     Grey shares near 1 flag line art and manga pages (label: not 2D) whatever their edges look like; vivid shares
     flag drawn colour (artists use saturated inks nature rarely shows); a concentrated hue histogram flags a
     limited artist palette, while photos spread hue by lighting. Paper-white plus ink-dark shares describe the
     two-tone page of line art.
     """
-    c = chroma.ravel()
-    vmax = np.maximum(np.maximum(planes[0], planes[1]), planes[2]).ravel()
+    c = chroma[fg]
+    vmax = np.maximum(np.maximum(planes[0], planes[1]), planes[2])[fg]
     lit = vmax > 40
     coloured = c > 24
-    hue_entropy, hue_top = _hue_spread(planes.reshape(3, -1)[:, coloured], c[coloured])
-    y = luma.ravel()
+    hue_entropy, hue_top = _hue_spread(planes[:, fg][:, coloured], c[coloured])
+    y, call = luma.ravel(), chroma.ravel()
+    n = max(c.size, 1)
     return [
         float(c.mean() / 255),
         _quantiles(c, (0.9,))[0] / 255,
-        float(np.count_nonzero(c < 12) / c.size),
-        float(np.count_nonzero(c > 96) / c.size),
-        float(np.count_nonzero(c > 160) / c.size),
+        float(np.count_nonzero(c < 12) / n),
+        float(np.count_nonzero(c > 96) / n),
+        float(np.count_nonzero(c > 160) / n),
         float((c[lit] / vmax[lit]).mean()) if lit.any() else 0.0,
-        float(np.count_nonzero(coloured) / c.size),
+        float(np.count_nonzero(coloured) / n),
         hue_entropy,
         hue_top,
-        float(y.std() / 128),
-        float(np.count_nonzero((y < 60) & (c < 30)) / c.size),
-        float(np.count_nonzero((y > 225) & (c < 20)) / c.size),
+        float(luma[fg].std() / 128),
+        float(np.count_nonzero((y < 60) & (call < 30)) / y.size),
+        float(np.count_nonzero((y > 225) & (call < 20)) / y.size),
+    ]
+
+
+def _shading_features(planes: np.ndarray, chroma: np.ndarray, luma: np.ndarray, fg: np.ndarray) -> list[float]:
+    """How colour behaves with light: colourfulness, saturation of shadows and highlights, warm/cool shading.
+
+    Light falling on real surfaces desaturates shadows toward grey-black and highlights toward white; painters
+    keep colour in both (and often shade with a hue shift: warm lights, cool shadows). The Hasler-Suesstrunk
+    colourfulness measure summarises how vivid and varied the colours are.
+    """
+    r, g, b = planes[0][fg], planes[1][fg], planes[2][fg]
+    if r.size < 16:
+        return [0.0, 0.0, 0.0, 0.0]
+    rg, yb = r - g, 0.5 * (r + g) - b
+    colourfulness = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    c, y = chroma[fg], luma[fg]
+    vmax = np.maximum(np.maximum(r, g), b)
+    dark = (vmax > 25) & (vmax < 100)
+    bright = vmax > 200
+    ys = y - y.mean()
+    denom = np.sqrt(float(ys @ ys) * float((yb - yb.mean()) @ (yb - yb.mean())))
+    return [
+        float(colourfulness / 100),
+        float((c[dark] / vmax[dark]).mean()) if dark.any() else 0.0,
+        float((c[bright] / vmax[bright]).mean()) if bright.any() else 0.0,
+        float(ys @ (yb - yb.mean()) / denom) if denom > 0 else 0.0,
     ]
 
 
@@ -107,35 +155,35 @@ def _hue_spread(rgb: np.ndarray, chroma: np.ndarray) -> tuple[float, float]:
     return float(-(nz * np.log(nz)).sum() / np.log(18)), float(np.sort(p)[-2:].sum())
 
 
-def _palette_features(planes: np.ndarray) -> tuple[list[float], np.ndarray]:
-    """Palette size and concentration on colours quantised to 4 bits per channel (4096 bins).
+def _codes(planes: np.ndarray) -> np.ndarray:
+    """Colour quantised to 4 bits per channel, as one code in [0, 4096)."""
+    q = planes.astype(np.int32) >> 4
+    return (q[0] << 8) | (q[1] << 4) | q[2]
+
+
+def _palette_features(codes: np.ndarray, fg: np.ndarray) -> list[float]:
+    """Palette size and concentration on 4-bit-per-channel colours, over the whole image and the foreground.
 
     Drawn work puts most pixels into a handful of colours (top-k coverage high, entropy low); photos and renders
-    spread thinly over hundreds. The largest colour is usually the background (paper, a white cut-out
-    backdrop), so the same figures are repeated over the remaining pixels: a photo of an object cut out on
-    white would otherwise look as flat as a cartoon. Also returns the mask of background-colour pixels.
+    spread thinly over hundreds. The foreground figures matter most: a photo of an object cut out on white would
+    otherwise look as flat as a cartoon.
     """
-    q = planes.astype(np.int32) >> 4
-    codes = (q[0] << 8) | (q[1] << 4) | q[2]
     counts = np.bincount(codes.ravel(), minlength=4096)
     n = codes.size
     order = np.sort(counts)[::-1]
-    background = int(np.argmax(counts))
-    fg_counts = counts.copy()
-    fg_counts[background] = 0
+    fg_counts = np.bincount(codes[fg], minlength=4096)
     fg_n = max(int(fg_counts.sum()), 1)
     fg_order = np.sort(fg_counts)[::-1]
-    feats = [
+    return [
         float(order[0] / n),
         float(order[:8].sum() / n),
         float(order[:32].sum() / n),
-        float((counts >= max(1, n // 1000)).sum() / 4096 ** 0.5 / 8),
         _entropy(counts) / np.log(4096),
         float(fg_order[:8].sum() / fg_n),
         float(fg_order[:32].sum() / fg_n),
+        float(np.count_nonzero(fg_counts >= max(1, fg_n // 1000)) / 256),
         _entropy(fg_counts) / np.log(4096),
     ]
-    return feats, codes == background
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -150,21 +198,19 @@ def _gradients(luma: np.ndarray) -> np.ndarray:
     return gx + gy
 
 
-def _edge_features(luma: np.ndarray, chroma_grad: np.ndarray, foreground: np.ndarray) -> list[float]:
-    """Gradient histograms at two scales, over the foreground, plus outline darkness and sharpness.
+def _edge_features(luma: np.ndarray, g: np.ndarray, chroma_grad: np.ndarray, fg: np.ndarray) -> list[float]:
+    """Gradient histograms at two scales over the foreground, plus outline darkness and sharpness.
 
     Drawn fills give a histogram with mass at ~0 and at large values; photos and renders fill the soft middle
     (shading, blur, texture). The half-scale histogram tells texture (vanishes) from structure (stays). The
     strong/moderate ratio measures how crisp edges are; the darkness of strong-edge pixels catches inked
     outlines. Chroma gradients count colour-only boundaries, which flat colour fills produce and greys do not.
     """
-    g = _gradients(luma)
-    fg = foreground if foreground.mean() > 0.05 else np.ones_like(foreground)
     gf = g[fg]
-    half = _half(luma)
-    g2 = _gradients(half)
-    strong = g > 48
-    moderate = g > 12
+    fg2 = _half(fg.astype(np.float32)) > 0.99
+    g2 = _gradients(_half(luma))[fg2] if fg2.any() else _gradients(_half(luma))
+    strong = (g > 48) & fg
+    moderate = (g > 12) & fg
     edges_dark = float(np.count_nonzero(_min3(luma)[strong] < 70) / max(np.count_nonzero(strong), 1))
     return [
         *_shares(gf, (1.5, 4, 12, 32, 80)),
@@ -172,7 +218,7 @@ def _edge_features(luma: np.ndarray, chroma_grad: np.ndarray, foreground: np.nda
         float(np.count_nonzero(strong) / max(np.count_nonzero(moderate), 1)),
         edges_dark,
         float(np.count_nonzero(chroma_grad[fg] > 24) / max(gf.size, 1)),
-        float(np.log1p(gf.mean()) / 5),
+        float(np.log1p(gf.mean()) / 5) if gf.size else 0.0,
     ]
 
 
@@ -190,29 +236,24 @@ def _min3(a: np.ndarray) -> np.ndarray:
     return np.minimum(np.minimum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
 
 
-def _noise_features(luma: np.ndarray, chroma: np.ndarray, foreground: np.ndarray) -> list[float]:
-    """Fine residual (pixel minus the mean of its 4 neighbours) in smooth, non-background areas.
+def _noise_features(luma: np.ndarray, g: np.ndarray, chroma: np.ndarray, fg: np.ndarray) -> list[float]:
+    """Fine residual (pixel minus the mean of its 4 neighbours) in smooth foreground areas.
 
     In smooth areas a drawing's residual is ~0 (clean fill) or a clean ramp (zero Laplacian); a photo's is sensor
     noise and fine texture. Measured where the local gradient is small, so outlines do not count as noise;
     the share of exactly-clean pixels and robust spreads of luma and chroma residual are kept.
     """
-    res = np.abs(_laplacian(luma))
-    cres = np.abs(_laplacian(chroma))
-    g = _gradients(luma)
-    smooth = (g < 16) & foreground
-    if np.count_nonzero(smooth) < 32:
-        smooth = g < 16
+    smooth = (g < 16) & fg
     if np.count_nonzero(smooth) < 32:
         return [0.0, 0.0, 1.0, 0.0, 0.0]
-    r = res[smooth]
+    r = np.abs(_laplacian(luma))[smooth]
     median, p90 = _quantiles(r, (0.5, 0.9))
     return [
         float(np.log1p(median)),
         float(np.log1p(p90)),
         float(np.count_nonzero(r < 0.75) / r.size),
-        float(np.log1p(_quantiles(cres[smooth], (0.5,))[0])),
-        float(np.count_nonzero(smooth) / smooth.size),
+        float(np.log1p(_quantiles(np.abs(_laplacian(chroma))[smooth], (0.5,))[0])),
+        float(np.count_nonzero(smooth) / max(np.count_nonzero(fg), 1)),
     ]
 
 
@@ -221,20 +262,84 @@ def _laplacian(a: np.ndarray) -> np.ndarray:
     return a - 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])
 
 
-def _block_features(luma: np.ndarray, chroma: np.ndarray) -> list[float]:
-    """Statistics of 16x16 patches: how many are flat, how busy the busy ones are, how uniform the colour is.
+def _texture_features(luma: np.ndarray, fg: np.ndarray) -> list[float]:
+    """How neighbouring differences relate: noise, shading ramps, or flat fills.
+
+    * Correlation of consecutive small differences: white noise (sensor grain, film) makes them anti-correlated
+      (near -0.5), a painted or rendered shading ramp makes them positive. At two scales.
+    * Uniformity of local binary patterns (with a 1-level tolerance): flat fills give no transitions, clean
+      edges two, noise and fine natural texture four or more.
+    """
+    half = _half(luma)
+    fg2 = _half(fg.astype(np.float32)) > 0.99
+    return [_diff_correlation(luma, fg), _diff_correlation(half, fg2), *_lbp_uniformity(luma, fg)]
+
+
+def _diff_correlation(a: np.ndarray, mask: np.ndarray, limit: float = 8.0) -> float:
+    total_ab = total_aa = total_bb = 0.0
+    for d, m in ((np.diff(a, axis=1), mask[:, 1:]), (np.diff(a, axis=0).T, mask[1:, :].T)):
+        x, y = d[:, :-1], d[:, 1:]
+        keep = m[:, 1:] & (np.abs(x) < limit) & (np.abs(y) < limit)
+        x, y = x[keep], y[keep]
+        total_ab += float(x @ y)
+        total_aa += float(x @ x)
+        total_bb += float(y @ y)
+    return total_ab / np.sqrt(total_aa * total_bb) if total_aa > 0 and total_bb > 0 else 0.0
+
+
+_RING = ((0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0))  # 8 neighbours, in circular order
+
+
+def _lbp_uniformity(a: np.ndarray, mask: np.ndarray, tol: float = 1.0) -> list[float]:
+    """Shares of foreground pixels whose 8-neighbour pattern has 0, 2, and 4+ bit transitions."""
+    h, w = a.shape
+    centre = a[1:-1, 1:-1] + tol
+    bits = [a[i : h - 2 + i, j : w - 2 + j] > centre for i, j in _RING]
+    transitions = sum((bits[k] != bits[(k + 1) % 8]).astype(np.uint8) for k in range(8))
+    t = transitions[mask[1:-1, 1:-1]]
+    n = max(t.size, 1)
+    return [float(np.count_nonzero(t == 0) / n), float(np.count_nonzero(t >= 4) / n)]
+
+
+def _silhouette_features(luma: np.ndarray, g: np.ndarray, background: np.ndarray) -> list[float]:
+    """The cut-out's outline: its length against its area, its darkness, its sharpness.
+
+    Clip art is drawn with an inked contour (dark, sharp, smooth); a photo cut out of its scene has a ragged,
+    lighter outline (fur, leaves, soft focus). All zero when there is no backdrop.
+    """
+    if not background.any() or background.all():
+        return [0.0, 0.0, 0.0]
+    fg = ~background
+    p = np.pad(background, 1, mode="edge")
+    touches = p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+    rim = fg & touches
+    n = max(np.count_nonzero(rim), 1)
+    return [
+        float(n / np.sqrt(np.count_nonzero(fg)) / 8),
+        float(np.count_nonzero(luma[rim] < 80) / n),
+        float(np.log1p(_quantiles(g[rim], (0.5,))[0]) / 5),
+    ]
+
+
+def _block_features(luma: np.ndarray, chroma: np.ndarray, fg: np.ndarray) -> list[float]:
+    """Statistics of 16x16 foreground patches: how many are flat, how busy the busy ones are, colour uniformity.
 
     Illustrations alternate flat patches and patches with one crisp line; photos are textured nearly
     everywhere. The spread of patch activity (quantiles of patch std) describes that mix at a coarser scale than
-    the pixel histograms.
+    the pixel histograms. Patches that are mostly backdrop are left out.
     """
     h, w = luma.shape
     bh, bw = max(h // _BLOCK, 1), max(w // _BLOCK, 1)
     sh, sw = h // bh, w // bw
-    y = luma[: bh * sh, : bw * sw].reshape(bh, sh, bw, sw)
-    c = chroma[: bh * sh, : bw * sw].reshape(bh, sh, bw, sw)
-    std = y.std(axis=(1, 3)).ravel()
-    cstd = c.std(axis=(1, 3)).ravel()
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        return a[: bh * sh, : bw * sw].reshape(bh, sh, bw, sw)
+
+    keep = blocks(fg.astype(np.float32)).mean(axis=(1, 3)).ravel() > 0.75
+    if not keep.any():
+        keep[:] = True
+    std = blocks(luma).std(axis=(1, 3)).ravel()[keep]
+    cstd = blocks(chroma).std(axis=(1, 3)).ravel()[keep]
     q = _quantiles(std, (0.25, 0.5, 0.75, 0.9))
     return [
         float((std < 1.5).mean()),
@@ -245,18 +350,26 @@ def _block_features(luma: np.ndarray, chroma: np.ndarray) -> list[float]:
 
 
 FEATURE_NAMES: list[str] = [
+    # scene
+    "backdrop_share", "border_uniformity",
     # colour
     "chroma_mean", "chroma_p90", "grey_share", "vivid_share", "very_vivid_share", "saturation_mean",
     "coloured_share", "hue_entropy", "hue_top2_share", "luma_std", "ink_share", "paper_share",
+    # shading
+    "colourfulness", "shadow_saturation", "highlight_saturation", "warm_light_corr",
     # palette
-    "top1_colour_share", "top8_colour_share", "top32_colour_share", "palette_size", "palette_entropy",
-    "fg_top8_colour_share", "fg_top32_colour_share", "fg_palette_entropy",
+    "top1_colour_share", "top8_colour_share", "top32_colour_share", "palette_entropy",
+    "fg_top8_colour_share", "fg_top32_colour_share", "fg_palette_size", "fg_palette_entropy",
     # edges
     "grad_lt1.5", "grad_1.5_4", "grad_4_12", "grad_12_32", "grad_32_80", "grad_gt80",
     "grad2_lt1.5", "grad2_1.5_4", "grad2_4_12", "grad2_12_32", "grad2_32_80", "grad2_gt80",
     "edge_crispness", "edge_darkness", "chroma_edge_share", "grad_mean_log",
     # noise
     "noise_median", "noise_p90", "clean_share", "chroma_noise_median", "smooth_share",
+    # texture
+    "diff_corr", "diff_corr_half", "lbp_flat_share", "lbp_noisy_share",
+    # silhouette
+    "rim_length", "rim_darkness", "rim_sharpness",
     # blocks
     "flat_block_share", "calm_block_share", "block_std_q25", "block_std_q50", "block_std_q75", "block_std_q90",
     "block_chroma_std_q50",
@@ -264,7 +377,7 @@ FEATURE_NAMES: list[str] = [
 
 
 class BuiltinExtractor:
-    """Colour, palette, edge, noise and patch statistics (see the module docstring for why each helps)."""
+    """Colour, palette, edge, noise, texture, outline and patch statistics (module docstring: why each helps)."""
 
     name = "builtin-v1"
     feature_names: list[str] = FEATURE_NAMES
@@ -281,18 +394,25 @@ class BuiltinExtractor:
         return out
 
     def extract_one(self, image: Image.Image) -> np.ndarray:
+        """One image's feature vector (float32, ``dim`` values, in ``feature_names`` order)."""
         planes = _prepare(image, self.working_size)
         r, g, b = planes
         luma = _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
         chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
-        palette, background = _palette_features(planes)
-        foreground = ~background
+        codes = _codes(planes)
+        background = _background(codes)
+        fg = ~background if background.mean() < 0.97 else np.ones_like(background)
+        grad = _gradients(luma)
         values = [
-            *_colour_features(planes, chroma, luma),
-            *palette,
-            *_edge_features(luma, _gradients(chroma), foreground),
-            *_noise_features(luma, chroma, foreground),
-            *_block_features(luma, chroma),
+            *_scene_features(background, codes),
+            *_colour_features(planes, chroma, luma, fg),
+            *_shading_features(planes, chroma, luma, fg),
+            *_palette_features(codes, fg),
+            *_edge_features(luma, grad, _gradients(chroma), fg),
+            *_noise_features(luma, grad, chroma, fg),
+            *_texture_features(luma, fg),
+            *_silhouette_features(luma, grad, background),
+            *_block_features(luma, chroma, fg),
         ]
         return np.nan_to_num(np.asarray(values, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 

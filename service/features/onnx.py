@@ -48,6 +48,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _REQUIRED = ("name", "input_name", "output_name", "size", "channel_order", "layout", "dim")
 _TRIPLES = ("mean", "std", "pad_color")
+#: onnxruntime's type names; an output of any of these becomes float32 features.
+_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
 
 #: Which setting names the model file, so a load error can tell the user what to change.
 MODEL_SETTINGS = {"i2v": "NIJIFEED_I2V_MODEL"}
@@ -97,19 +99,9 @@ class OnnxPreset:
     description: str = ""
 
     def __post_init__(self) -> None:
-        for key, allowed in _CHOICES.items():
-            value = getattr(self, key)
-            if value not in allowed:
-                raise PresetError(f"{key}: must be one of {', '.join(allowed)} (got {value!r})")
-        for key in ("name", "input_name", "output_name"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                raise PresetError(f"{key}: must be a non-empty string (got {getattr(self, key)!r})")
-        for key in ("size", "dim"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PresetError(f"{key}: must be a positive integer (got {value!r})")
-        if not isinstance(self.scale, int | float) or not math.isfinite(self.scale) or self.scale == 0:
-            raise PresetError(f"scale: must be a non-zero number (got {self.scale!r})")
+        """Check every value when the preset is made, so a bad preset fails at start-up, naming the key."""
+        _check_words(self)
+        _check_numbers(self)
         for key in _TRIPLES:
             object.__setattr__(self, key, _triple(key, getattr(self, key)))
         if any(s == 0 for s in self.std):
@@ -117,8 +109,6 @@ class OnnxPreset:
         if any(not 0 <= c <= 255 or c != int(c) for c in self.pad_color):
             raise PresetError(f"pad_color: must be three integers 0..255 (got {list(self.pad_color)})")
         object.__setattr__(self, "pad_color", tuple(int(c) for c in self.pad_color))
-        if isinstance(self.feature_axis, bool) or not isinstance(self.feature_axis, int) or self.feature_axis == 0:
-            raise PresetError(f"feature_axis: must be a non-zero integer, 0 is the batch (got {self.feature_axis!r})")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "preset") -> OnnxPreset:
@@ -145,7 +135,31 @@ class OnnxPreset:
             raise PresetError(f"{path}: no such preset file (set by NIJIFEED_ONNX_PRESET)") from None
         except OSError as exc:
             raise PresetError(f"{path}: cannot read preset file ({exc.strerror or exc})") from None
-        return cls.from_mapping(_parse(text, path.name), source=str(path))
+        return cls.from_mapping(_parse(text, str(path)), source=str(path))
+
+
+def _check_words(preset: OnnxPreset) -> None:
+    for key, allowed in _CHOICES.items():
+        value = getattr(preset, key)
+        if value not in allowed:
+            raise PresetError(f"{key}: must be one of {', '.join(allowed)} (got {value!r})")
+    for key in ("name", "input_name", "output_name"):
+        value = getattr(preset, key)
+        if not isinstance(value, str) or not value:
+            raise PresetError(f"{key}: must be a non-empty string (got {value!r})")
+
+
+def _check_numbers(preset: OnnxPreset) -> None:
+    for key in ("size", "dim"):
+        value = getattr(preset, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PresetError(f"{key}: must be a positive integer (got {value!r})")
+    scale = preset.scale
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale) or scale == 0:
+        raise PresetError(f"scale: must be a non-zero number (got {scale!r})")
+    axis = preset.feature_axis
+    if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+        raise PresetError(f"feature_axis: must be a non-zero integer, 0 is the batch (got {axis!r})")
 
 
 def _triple(key: str, value: Any) -> tuple[float, float, float]:
@@ -157,14 +171,15 @@ def _triple(key: str, value: Any) -> tuple[float, float, float]:
     return (float(value[0]), float(value[1]), float(value[2]))
 
 
-def _parse(text: str, filename: str) -> dict[str, Any]:
-    """Parse TOML or JSON by suffix, turning parser errors into ``PresetError`` naming the file."""
+def _parse(text: str, source: str) -> dict[str, Any]:
+    """Parse JSON for a ``.json`` name, else TOML, turning parser errors into ``PresetError`` naming the file."""
+    is_json = source.lower().endswith(".json")
     try:
-        data = json.loads(text) if filename.lower().endswith(".json") else tomllib.loads(text)
+        data = json.loads(text) if is_json else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PresetError(f"{filename}: not valid {'JSON' if filename.endswith('.json') else 'TOML'} ({exc})") from None
+        raise PresetError(f"{source}: not valid {'JSON' if is_json else 'TOML'} ({exc})") from None
     if not isinstance(data, dict):
-        raise PresetError(f"{filename}: must hold a table/object of preset keys")
+        raise PresetError(f"{source}: must hold a table/object of preset keys")
     return data
 
 
@@ -179,7 +194,8 @@ def shipped_preset(name: str) -> OnnxPreset:
     resource = resources.files(__package__).joinpath("presets", f"{name}.toml")
     if not resource.is_file():
         raise PresetError(f"no shipped preset {name!r} (shipped: {', '.join(shipped_preset_names())})")
-    return OnnxPreset.from_mapping(_parse(resource.read_text(encoding="utf-8"), f"{name}.toml"), f"presets/{name}.toml")
+    source = f"presets/{name}.toml"
+    return OnnxPreset.from_mapping(_parse(resource.read_text(encoding="utf-8"), source), source)
 
 
 #: illust2vec_ver200 as DESIGN.md describes it: 224×224 whole image, BGR, minus the BGR mean, output encode1 (4096).
@@ -266,18 +282,17 @@ class OnnxExtractor:
         self.model_path = Path(model_path)
         self._setting = setting or MODEL_SETTINGS.get(preset.name, DEFAULT_MODEL_SETTING)
         self._session = self._open(threads, providers or default_providers())
-        batch_dim = check_model(self._session, preset, self.model_path)
+        batch_dim = check_model(self._session, preset, f"{self._setting}: {self.model_path}")
         # A model exported with a fixed batch (often 1) must be fed exactly that many rows per call.
         self.batch_size = batch_dim or batch_size
         self._fixed_batch = batch_dim is not None
-        log.info(
-            "loaded %s (%s) on %s, batch %d", self.model_path, preset.name, self._session.get_providers(), self.batch_size
-        )
+        providers_used = self._session.get_providers()
+        log.info("loaded %s (%s) on %s, batch %d", self.model_path, preset.name, providers_used, self.batch_size)
 
     def _open(self, threads: int, providers: list[str]) -> ort.InferenceSession:
         if not self.model_path.is_file():
             raise ModelNotFoundError(
-                f"{self._setting}: no ONNX model file at {self.model_path} (preset {self.preset.name!r})"
+                f"{self._setting}: no ONNX model file at {self.model_path.absolute()} (preset {self.preset.name!r})"
             )
         options = ort.SessionOptions()
         if threads > 0:
@@ -292,7 +307,8 @@ class OnnxExtractor:
 
     def extract(self, images: Sequence[Image.Image]) -> np.ndarray:
         """RGB images in, (len(images), dim) float32 out; the model runs once per ``batch_size`` images."""
-        chunks = [self._run(images[start : start + self.batch_size]) for start in range(0, len(images), self.batch_size)]
+        step = self.batch_size
+        chunks = [self._run(images[start : start + step]) for start in range(0, len(images), step)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
 
     def _run(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -313,23 +329,24 @@ def default_providers() -> list[str]:
 # --- checking a model against its preset ---------------------------------------------------------------------------
 
 
-def check_model(session: ort.InferenceSession, preset: OnnxPreset, path: Path) -> int | None:
-    """Refuse a model whose input or output does not fit the preset; return its fixed batch size, if it has one."""
+def check_model(session: ort.InferenceSession, preset: OnnxPreset, source: str) -> int | None:
+    """Refuse a model whose input or output does not fit the preset; return its fixed batch size, if it has one.
+
+    ``source`` starts every message (the setting and the file), so the user knows what to change.
+    """
     inputs = {arg.name: arg for arg in session.get_inputs()}
     outputs = {arg.name: arg for arg in session.get_outputs()}
     expected_in = f"input {preset.input_name!r} float32 {_format_shape(expected_input_shape(preset))}"
     arg = inputs.get(preset.input_name)
     if arg is None or arg.type != "tensor(float)" or not _shape_matches(arg.shape, expected_input_shape(preset)):
-        raise ModelLoadError(_mismatch(path, preset, expected_in, "input", arg, inputs))
+        raise ModelLoadError(_mismatch(source, preset, expected_in, "input", arg, inputs))
     others = sorted(set(inputs) - {preset.input_name})
     if others:
-        raise ModelLoadError(f"{path}: needs more inputs than preset {preset.name!r} feeds: {', '.join(others)}")
+        raise ModelLoadError(f"{source}: needs more inputs than preset {preset.name!r} feeds: {', '.join(others)}")
     expected_out = f"output {preset.output_name!r} {_describe_expected_output(preset)}"
     out = outputs.get(preset.output_name)
-    if out is None or not out.type.startswith("tensor(float") and out.type != "tensor(double)":
-        raise ModelLoadError(_mismatch(path, preset, expected_out, "output", out, outputs))
-    if not _output_fits(out.shape, preset):
-        raise ModelLoadError(_mismatch(path, preset, expected_out, "output", out, outputs))
+    if out is None or out.type not in _DTYPES or not _output_fits(out.shape, preset):
+        raise ModelLoadError(_mismatch(source, preset, expected_out, "output", out, outputs))
     batch = arg.shape[0]
     return batch if isinstance(batch, int) and batch > 0 else None
 
@@ -371,16 +388,16 @@ def _shape_matches(actual: Sequence[int | str | None], expected: Sequence[int | 
     return all(not isinstance(a, int) or not isinstance(e, int) or a == e for a, e in zip(actual, expected))
 
 
-def _mismatch(path: Path, preset: OnnxPreset, expected: str, kind: str, arg: Any, available: dict[str, Any]) -> str:
+def _mismatch(source: str, preset: OnnxPreset, expected: str, kind: str, arg: Any, available: dict[str, Any]) -> str:
     has = _describe_arg(arg) if arg is not None else ", ".join(_describe_arg(a) for a in available.values()) or "none"
     return (
-        f"{path} does not match preset {preset.name!r}: expected {expected}, "
+        f"{source} does not match preset {preset.name!r}: expected {expected}, "
         f"model has {kind}{'s' if arg is None and len(available) != 1 else ''} {has}"
     )
 
 
 def _describe_arg(arg: Any) -> str:
-    dtype = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}.get(arg.type, arg.type)
+    dtype = _DTYPES.get(arg.type, arg.type)
     return f"{arg.name!r} {dtype} {_format_shape(arg.shape)}"
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -65,16 +66,36 @@ def connect(path: Path) -> sqlite3.Connection:
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        mode = _enable_wal(conn)
+        if mode != "wal":
             # Happens on filesystems without shared memory (some network mounts); still correct, just less concurrent.
             log.warning("SQLite WAL journal not available for %s (journal_mode=%s)", path, mode)
-        conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a power cut may lose the last commit, never corrupt
+        # Safe with WAL: a power cut may lose the last commits, never corrupt the file.
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL (a persistent property of the file) and return the journal mode in force.
+
+    Switching needs an exclusive lock and SQLite answers "database is locked" at once, without its busy handler,
+    when another process is opening the same new file; so retry for up to the busy timeout.
+    """
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while mode != "wal":
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    return mode
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -199,7 +220,8 @@ class Store:
             begin, commit, rollback = ("BEGIN IMMEDIATE",), ("COMMIT",), ("ROLLBACK",)
         else:
             name = f"sp{self._depth}"
-            begin, commit, rollback = (f"SAVEPOINT {name}",), (f"RELEASE {name}",), (f"ROLLBACK TO {name}", f"RELEASE {name}")
+            begin, commit = (f"SAVEPOINT {name}",), (f"RELEASE {name}",)
+            rollback = (f"ROLLBACK TO {name}", f"RELEASE {name}")
         for statement in begin:
             conn.execute(statement)
         self._depth += 1

@@ -3,7 +3,8 @@
 ``MIGRATIONS[0]`` is schema version 1, ``MIGRATIONS[1]`` version 2, and so on. A migration, once released, is never
 edited: a change to the schema is a new script appended to the tuple (``ALTER TABLE ... ADD COLUMN``, a new table,
 a new index). ``db.migrate`` applies each missing script in its own transaction and records it in
-``schema_version``.
+``schema_version``. Statements are split with SQLite's own tokenizer, so triggers and comments are fine. ``PRAGMA
+foreign_keys`` cannot change inside a transaction: a table rebuild uses ``PRAGMA defer_foreign_keys = ON`` instead.
 
 Conventions: timestamps are ISO 8601 text in UTC (``2026-05-09T07:35:25.123+00:00``), so they sort as text; booleans
 are ``INTEGER`` 0/1 with a CHECK; every closed vocabulary is a CHECK so a typo in any part fails loudly at the write,

@@ -1,0 +1,425 @@
+"""The ``nijifeed`` command. It wires Settings to the parts and prints; the work happens in the parts."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from service.classify.evaluate import evaluate as evaluate_metrics
+from service.classify.evaluate import risk_coverage
+from service.classify.models import MODELS
+from service.classify.registry import ModelError, TrainedModel, load_model, save_model
+from service.classify.training import train as train_model
+from service.config import ConfigError, Settings, load_settings
+from service.features import FeatureExtractor, ImageLimits, make_extractor
+from service.features.images import ImageError, list_images
+from service.pipeline import folders
+from service.store import Store, StoreError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A 2D-illustration-only view of your X timeline.")
+model_app = typer.Typer(no_args_is_help=True, help="Trained models: inspect, list, roll back.")
+app.add_typer(model_app, name="model")
+
+console = Console()
+err = Console(stderr=True)
+
+
+class Context:
+    """What every command needs, built on first use so `--help` and errors stay fast."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(self.settings.db_path)
+
+    @cached_property
+    def extractor(self) -> FeatureExtractor:
+        return make_extractor(self.settings)
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(self.settings.max_image_bytes, self.settings.max_image_pixels)
+
+    def active_model(self) -> TrainedModel:
+        row = self.store.active_model()
+        if row is None:
+            raise ModelError("no active model yet: train one with `nijifeed train --from-folders NEG_DIR POS_DIR`")
+        model = load_model(Path(row["path"]), int(row["version"]))
+        model.check_extractor(self.extractor.name, self.extractor.dim)
+        return model
+
+    def activate(self, model: TrainedModel) -> int:
+        """Save the model file, register it and make it active in one step."""
+        path = save_model(self.settings.models_dir, model)
+        rule = model.rule
+        version = self.store.register_model(
+            path, model.meta.extractor, model.meta.kind, rule.threshold, rule.score_kind, model.meta.cv
+        )
+        self.store.activate_model(version)
+        model.version = version
+        return version
+
+
+def ctx_of(ctx: typer.Context) -> Context:
+    return ctx.obj
+
+
+#: Errors that are the user's to fix (a path, a setting, a model file): one red line, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelError, StoreError, FileNotFoundError, ValueError)
+
+
+def command(group: typer.Typer = app, name: str | None = None):
+    """Register a command whose user errors end in a clear message and exit status 1."""
+
+    def register(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except USER_ERRORS as exc:
+                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+
+        return group.command(name)(wrapper)
+
+    return register
+
+
+@app.callback()
+def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    level = "DEBUG" if verbose else settings.log_level
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    ctx.obj = Context(settings)
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[callable]:
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def report_failures(failures: list[ImageError]) -> None:
+    for failure in failures:
+        err.print(f"[yellow]skipped[/yellow] {failure.source}: {failure.reason}", highlight=False)
+
+
+def fmt(value: float) -> str:
+    return "—" if value != value else f"{value:.3f}"  # NaN (nothing to measure) shows as a dash
+
+
+def metrics_table(title: str, rows: dict[str, dict]) -> Table:
+    table = Table(title=title)
+    table.add_column("rule")
+    for column in ("accuracy", "confident acc.", "review rate", "2D precision", "2D to feed", "lost 2D"):
+        table.add_column(column, justify="right")
+    for name, m in rows.items():
+        table.add_row(
+            name,
+            fmt(m["accuracy"]),
+            fmt(m["confident_accuracy"]),
+            fmt(m["review_rate"]),
+            fmt(m["precision_2d"]),
+            fmt(m["recall_2d"]),
+            str(m["lost_2d"]),
+        )
+    return table
+
+
+# --- train / triage / eval / features --------------------------------------------------------------------------
+
+
+@command()
+def train(
+    ctx: typer.Context,
+    from_folders: Annotated[
+        tuple[Path, Path], typer.Option("--from-folders", metavar="NEG_DIR POS_DIR", help="not-2D folder, 2D folder")
+    ],
+    model: Annotated[Optional[str], typer.Option(help=f"one of: {', '.join(MODELS)}")] = None,
+    target_precision: Annotated[Optional[float], typer.Option(help="2D precision the threshold aims for")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="fixed threshold instead of the precision target")] = None,
+) -> None:
+    """Learn "2D or not" from two labelled folders (the published 0/ and 1/), report CV figures, activate it."""
+    app_ctx = ctx_of(ctx)
+    settings = app_ctx.settings
+    kind = model or settings.model
+    if kind not in MODELS:
+        err.print(f"[red]error:[/red] unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
+        raise typer.Exit(2)
+    neg_dir, pos_dir = from_folders
+    total = len(list_images(neg_dir)) + len(list_images(pos_dir)) if neg_dir.is_dir() and pos_dir.is_dir() else 0
+    with progress_bar(total, "features") as advance:
+        labelled = folders.load_labelled(
+            app_ctx.extractor,
+            neg_dir,
+            pos_dir,
+            limits=app_ctx.limits,
+            batch_size=settings.batch_size,
+            store=app_ctx.store,
+            on_progress=advance,
+        )
+    report_failures(labelled.failures)
+    data = labelled.data
+    console.print(
+        f"training [bold]{kind}[/bold] on {len(data.y)} images ({int(data.y.sum())} 2D, "
+        f"{int((data.y == 0).sum())} not 2D, {len(np.unique(data.groups))} near-duplicate groups), "
+        f"features: {app_ctx.extractor.name}"
+    )
+    trained = train_model(
+        data,
+        kind=kind,
+        extractor=app_ctx.extractor.name,
+        score_kind=settings.score_kind,
+        target_precision=target_precision or settings.target_precision,
+        fixed_threshold=threshold if threshold is not None else settings.threshold,
+        folds=settings.cv_folds,
+        seed=settings.seed,
+    )
+    version = app_ctx.activate(trained)
+    print_training_report(trained)
+    console.print(f"model v{version} is now active")
+
+
+def print_training_report(model: TrainedModel) -> None:
+    cv = model.meta.cv
+    rule = model.rule
+    choice = cv["threshold_choice"]
+    label = f"{rule.score_kind} 2D<{rule.threshold:g}" + (
+        f", not2D<{rule.threshold_not2d:g}" if rule.threshold_not2d is not None else ""
+    )
+    console.print(
+        metrics_table(
+            f"cross-validated ({cv['folds']} folds, grouped)",
+            {"published (margin < 0.3)": cv["at_published_rule"], f"chosen ({label})": cv["at_rule"]},
+        )
+    )
+    status = "met" if choice["met"] else "[yellow]NOT met[/yellow] (tightest threshold used)"
+    console.print(
+        f"threshold for 2D precision ≥ {choice['target']:g}: {choice['threshold']:g} — target {status}; "
+        f"CV precision {fmt(choice['precision'])} on {choice['feed']} feed images, "
+        f"{fmt(choice['coverage_2d'])} of 2D images reach the feed"
+    )
+
+
+@command()
+def triage(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="folder of images to sort")],
+    out: Annotated[Path, typer.Option("--out", help="where positive/, negative/, uncertain/ and report.csv go")],
+    move: Annotated[bool, typer.Option("--move", help="move files instead of copying")] = False,
+) -> None:
+    """Sort every image of FOLDER into OUT/positive, OUT/negative or OUT/uncertain, with OUT/report.csv."""
+    app_ctx = ctx_of(ctx)
+    if not folder.is_dir():
+        err.print(f"[red]error:[/red] not a folder: {folder}")
+        raise typer.Exit(2)
+    model = load_active(app_ctx)
+    with progress_bar(len(list_images(folder)), "triage") as advance:
+        rows, failures = folders.triage(
+            model,
+            app_ctx.extractor,
+            folder,
+            limits=app_ctx.limits,
+            batch_size=app_ctx.settings.batch_size,
+            store=app_ctx.store,
+            threshold=app_ctx.settings.threshold,
+            on_progress=advance,
+        )
+    report_failures(failures)
+    report = folders.place(rows, folder, out, move=move)
+    summary = Table(title=f"triage of {folder} with model v{model.version}")
+    summary.add_column("verdict")
+    summary.add_column("folder")
+    summary.add_column("images", justify="right")
+    for verdict, name in folders.FOLDER_OF.items():
+        summary.add_row(verdict, str(out / name), str(sum(r.verdict == verdict for r in rows)))
+    summary.add_row("unreadable", "—", str(len(failures)))
+    console.print(summary)
+    console.print(f"report: {report}")
+
+
+def load_active(app_ctx: Context) -> TrainedModel:
+    try:
+        return app_ctx.active_model()
+    except ModelError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@command(name="eval")
+def eval_(
+    ctx: typer.Context,
+    neg_dir: Path,
+    pos_dir: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+) -> None:
+    """The active model on a labelled set: accuracy, review rate, feed precision and recall, risk–coverage."""
+    app_ctx = ctx_of(ctx)
+    model = load_active(app_ctx)
+    total = len(list_images(neg_dir)) + len(list_images(pos_dir)) if neg_dir.is_dir() and pos_dir.is_dir() else 0
+    with progress_bar(total, "features") as advance:
+        labelled = folders.load_labelled(
+            app_ctx.extractor,
+            neg_dir,
+            pos_dir,
+            limits=app_ctx.limits,
+            batch_size=app_ctx.settings.batch_size,
+            store=app_ctx.store,
+            on_progress=advance,
+        )
+    report_failures(labelled.failures)
+    data = labelled.data
+    rule = model.rule
+    if app_ctx.settings.threshold is not None:
+        rule = type(rule)(rule.score_kind, app_ctx.settings.threshold)
+    p = model.p_2d(data.X)
+    metrics = evaluate_metrics(data.y, p, rule).to_dict()
+    table = risk_coverage(data.y, p, rule)
+    if as_json:
+        payload = {"model": model.version, "rule": rule.to_dict(), "metrics": metrics, "risk_coverage": table}
+        print(json.dumps(payload, indent=2))
+        return
+    console.print(metrics_table(f"model v{model.version} on {metrics['n']} images", {"active rule": metrics}))
+    rc = Table(title=f"risk–coverage ({rule.score_kind})")
+    for column in ("threshold", "coverage", "risk", "decided"):
+        rc.add_column(column, justify="right")
+    for row in table:
+        rc.add_row(f"{row['threshold']:g}", fmt(row["coverage"]), fmt(row["risk"]), str(row["decided"]))
+    console.print(rc)
+
+
+@command()
+def features(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="image files or folders")],
+    out: Annotated[Path, typer.Option("--out", help="the .npz file to write (arrays: paths, features)")],
+) -> None:
+    """Export feature vectors for your own experiments."""
+    app_ctx = ctx_of(ctx)
+    files: list[Path] = []
+    for path in paths:
+        files.extend(list_images(path) if path.is_dir() else [path])
+    with progress_bar(len(files), "features") as advance:
+        got = folders.extract_folder_files(
+            app_ctx.extractor,
+            files,
+            limits=app_ctx.limits,
+            batch_size=app_ctx.settings.batch_size,
+            store=None,
+            on_progress=advance,
+        )
+    report_failures(got.failures)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out,
+        paths=np.array([str(p) for p in got.paths]),
+        features=got.features,
+        extractor=np.array(app_ctx.extractor.name),
+    )
+    console.print(f"{len(got.paths)} vectors of {app_ctx.extractor.dim} ({app_ctx.extractor.name}) → {out}")
+
+
+# --- model ------------------------------------------------------------------------------------------------------
+
+
+@command(model_app, "info")
+def model_info(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False
+) -> None:
+    """The active model's metadata."""
+    app_ctx = ctx_of(ctx)
+    row = app_ctx.store.active_model()
+    if row is None:
+        err.print("[red]error:[/red] no active model yet: run `nijifeed train --from-folders NEG_DIR POS_DIR`")
+        raise typer.Exit(1)
+    try:
+        model = load_model(Path(row["path"]), int(row["version"]))
+    except ModelError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    meta = model.meta.to_dict(with_hashes=False)
+    meta.update(version=model.version, path=row["path"])
+    if as_json:
+        print(json.dumps(meta, indent=2, default=str))
+        return
+    cv = meta.pop("cv")
+    table = Table(title=f"model v{model.version} (active)", show_header=False)
+    for key, value in meta.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict | list | tuple) else str(value))
+    console.print(table)
+    print_training_report(model)
+
+
+@command(model_app, "list")
+def model_list(ctx: typer.Context) -> None:
+    """Every trained model, with its cross-validated figures."""
+    rows = ctx_of(ctx).store.list_models()
+    table = Table(title="models")
+    for column in ("version", "active", "kind", "extractor", "threshold", "CV review", "CV precision", "created"):
+        table.add_column(column)
+    for row in rows:
+        cv = json.loads(row["metrics_json"] or "{}").get("at_rule", {})
+        table.add_row(
+            str(row["version"]),
+            "●" if row["active"] else "",
+            row["kind"],
+            row["extractor"],
+            f"{row['threshold']:g}",
+            fmt(cv.get("review_rate", float("nan"))),
+            fmt(cv.get("precision_2d", float("nan"))),
+            row["created_at"],
+        )
+    console.print(table)
+
+
+@command(model_app, "use")
+def model_use(ctx: typer.Context, version: int) -> None:
+    """Make VERSION the active model (roll back or forward)."""
+    app_ctx = ctx_of(ctx)
+    try:
+        app_ctx.store.activate_model(version)
+    except KeyError:
+        err.print(f"[red]error:[/red] no model version {version} (see `nijifeed model list`)")
+        raise typer.Exit(1) from None
+    console.print(f"model v{version} is now active")
+
+
+# --- demo -------------------------------------------------------------------------------------------------------
+
+
+@command()
+def demo(ctx: typer.Context) -> None:
+    """Train on the bundled sample images, then triage the bundled inbox: the whole method in one command."""
+    from importlib.resources import files
+
+    samples = Path(str(files("service") / "samples"))
+    settings = ctx_of(ctx).settings
+    out = settings.data_dir / "demo-triage"
+    console.rule("1. train on the bundled samples")
+    train(ctx, from_folders=(samples / "train" / "not2d", samples / "train" / "2d"))
+    console.rule("2. triage the bundled inbox")
+    triage(ctx, folder=samples / "inbox", out=out)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Composition of the stages: folders of images (train, triage) now; the timeline cycle in ``cycle``."""
