@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 ScoreKind = Literal["margin", "least_confident", "entropy"]
@@ -56,6 +56,46 @@ class Settings(BaseSettings):
     cv_folds: int = Field(5, ge=2, le=20)
     seed: int = 0
 
+    # Source: the X home timeline, or a folder of images ("folder:/path")
+    source: str = Field("x", description='"x" for the home timeline, or "folder:DIR" for new image files in DIR.')
+    x_api_base_url: str = Field("https://api.twitter.com", description="Where X API calls go (a sandbox, a proxy).")
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None
+    x_bearer_token: SecretStr | None = Field(None, description="An OAuth 2.0 *user* access token (not app-only).")
+    x_max_results: int = Field(100, ge=5, le=100, description="Posts per page; reads are billed per post.")
+    x_max_pages: int = Field(8, ge=1, le=50, description="Pages followed back to the last seen post per poll.")
+    x_read_cost_usd: float = Field(0.005, ge=0, description="Estimated price of one post read, for the cost line.")
+    http_timeout: float = Field(15.0, gt=0, le=300, description="Seconds; every HTTP call has a timeout.")
+    poll_interval: int = Field(300, ge=1, description="Seconds between polls (a cost setting: reads are billed).")
+    poll_jitter: float = Field(0.1, ge=0, le=1, description="Random share of the interval added to each poll.")
+
+    # Media
+    photo_variant: Literal["thumb", "small", "medium", "large", "orig", "360x360", "900x900"] = "small"
+    classify_previews: bool = Field(False, description="Classify video and GIF preview images (else skipped).")
+    download_concurrency: int = Field(4, ge=1, le=64)
+    download_retries: int = Field(3, ge=0, le=10, description="Retries within one attempt (timeouts, 5xx).")
+    max_download_attempts: int = Field(3, ge=1, le=20, description="Poll cycles a failing download is retried in.")
+    media_hosts: list[str] = Field(default_factory=list, description="Extra hosts media may be fetched from.")
+
+    # Routing
+    audit_rate: float = Field(0.02, ge=0, le=1, description="Share of confident verdicts also sent to review.")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value != "x" and not (value.startswith("folder:") and len(value) > len("folder:")):
+            raise ValueError('expected "x" or "folder:DIR"')
+        return value
+
+    @field_validator("x_api_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("expected an http(s) URL such as https://api.twitter.com")
+        return value.rstrip("/")
+
     @field_validator("i2v_model", "onnx_model", "onnx_preset")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -87,6 +127,14 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "images"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "daemon.lock"
 
 
 _SECRET_HINT = re.compile(r"secret|token|key|password", re.IGNORECASE)

@@ -9,7 +9,11 @@ a 3D render or monochrome line art? -- and a few physical differences carry most
   large. Photos and renders have a continuum of soft gradients (shading, depth of field, texture).
 * **Noise.** A sensor adds fine noise everywhere, flat sky included; a digital fill is clean. The residual after
   removing the local mean separates them even after JPEG compression.
-* **Chroma.** Line art and manga pages are (near) grey; colour art is often more saturated than nature is.
+* **Chroma.** Line art and manga pages are (near) grey; colour art is often more saturated than nature is, and
+  painters keep colour in shadows where real light greys it out.
+* **Backdrops.** Clip art, game portraits and product photos alike are often cut out on a plain backdrop, which
+  looks like a perfect flat fill. The backdrop (the colour dominating the border) is measured, then left out of
+  the texture statistics; the outline of the cut-out (inked or ragged) is measured on its own.
 
 Every image is shrunk to fit ``working_size`` (never enlarged, so fine noise is not smoothed away by upsampling)
 and each statistic is a share or a normalised value, so images of any size give comparable numbers. Everything is

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .journey import JourneyQueries
 from .migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ def _chunks(ids: list[int], size: int = _IN_CHUNK) -> Iterator[list[int]]:
         yield ids[start : start + size]
 
 
-class Store:
+class Store(JourneyQueries):
     """One connection to the store, with the queries the parts use. Create with ``Store.open(path)``."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -132,5 +132,48 @@ CREATE TABLE kv (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2 = """
+-- Where each image went. One route per image, set once by the pipeline (or later by a label); every media row
+-- showing that image mirrors it in media.status, so a repost is answered without classifying again.
+ALTER TABLE images ADD COLUMN route TEXT CHECK (route IN ('feed', 'review', 'dropped'));
+ALTER TABLE images ADD COLUMN routed_by TEXT CHECK (routed_by IN ('model', 'label', 'auto'));
+ALTER TABLE images ADD COLUMN routed_at TEXT;
+ALTER TABLE images ADD COLUMN verdict_id INTEGER REFERENCES verdicts (id);
+CREATE INDEX images_route ON images (route);
+
+-- Images waiting for a person: the uncertain ones, and an audit sample of confident ones (so the feed's precision
+-- can be measured without the bias of labelling only the uncertain band). Resolved rows stay as history.
+CREATE TABLE review_queue (
+    image_id      INTEGER PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    reason        TEXT    NOT NULL CHECK (reason IN ('uncertain', 'audit')),
+    model_version INTEGER REFERENCES models (version),
+    priority      REAL    NOT NULL DEFAULT 0,  -- uncertainty score: larger is asked first
+    added_at      TEXT    NOT NULL,
+    resolved_at   TEXT,
+    resolution    TEXT CHECK (resolution IN ('labelled', 'auto'))
+);
+CREATE INDEX review_open ON review_queue (resolved_at, priority);
+
+-- One row per poll of a source: what it fetched and what it cost (reads are billed), for `status` and metrics.
+CREATE TABLE polls (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT    NOT NULL,
+    started_at  TEXT    NOT NULL,
+    finished_at TEXT,
+    posts       INTEGER NOT NULL DEFAULT 0,
+    new_media   INTEGER NOT NULL DEFAULT 0,
+    reads       INTEGER NOT NULL DEFAULT 0,
+    pages       INTEGER NOT NULL DEFAULT 0,
+    gap         INTEGER NOT NULL DEFAULT 0 CHECK (gap IN (0, 1)),
+    error       TEXT,
+    summary_json TEXT
+);
+CREATE INDEX polls_started ON polls (started_at);
+
+-- Which post the media came through when it was a retweet or quote of another post.
+ALTER TABLE posts ADD COLUMN via TEXT CHECK (via IN ('retweet', 'quote'));
+ALTER TABLE posts ADD COLUMN via_id TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 """Schema scripts, oldest first; index i holds schema version i + 1. Append only."""

@@ -1,149 +1,34 @@
-"""The ``nijifeed`` command. It wires Settings to the parts and prints; the work happens in the parts."""
+"""Commands of the published method: train, triage, eval, features, model."""
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from service.classify.evaluate import evaluate as evaluate_metrics
 from service.classify.evaluate import risk_coverage
 from service.classify.models import MODELS
-from service.classify.registry import ModelError, TrainedModel, load_model, save_model
+from service.classify.registry import ModelError, TrainedModel, load_model
 from service.classify.training import train as train_model
-from service.config import ConfigError, Settings, load_settings
-from service.features import FeatureExtractor, ImageLimits, make_extractor
-from service.features.images import ImageError, list_images
+from service.cli.base import (
+    Context,
+    command,
+    console,
+    ctx_of,
+    err,
+    fmt,
+    metrics_table,
+    model_app,
+    progress_bar,
+    report_failures,
+)
+from service.features.images import list_images
 from service.pipeline import folders
-from service.store import Store, StoreError
-
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="A 2D-illustration-only view of your X timeline.")
-model_app = typer.Typer(no_args_is_help=True, help="Trained models: inspect, list, roll back.")
-app.add_typer(model_app, name="model")
-
-console = Console()
-err = Console(stderr=True)
-
-
-class Context:
-    """What every command needs, built on first use so `--help` and errors stay fast."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @cached_property
-    def store(self) -> Store:
-        return Store.open(self.settings.db_path)
-
-    @cached_property
-    def extractor(self) -> FeatureExtractor:
-        return make_extractor(self.settings)
-
-    @property
-    def limits(self) -> ImageLimits:
-        return ImageLimits(self.settings.max_image_bytes, self.settings.max_image_pixels)
-
-    def active_model(self) -> TrainedModel:
-        row = self.store.active_model()
-        if row is None:
-            raise ModelError("no active model yet: train one with `nijifeed train --from-folders NEG_DIR POS_DIR`")
-        model = load_model(Path(row["path"]), int(row["version"]))
-        model.check_extractor(self.extractor.name, self.extractor.dim)
-        return model
-
-    def activate(self, model: TrainedModel) -> int:
-        """Save the model file, register it and make it active in one step."""
-        path = save_model(self.settings.models_dir, model)
-        rule = model.rule
-        version = self.store.register_model(
-            path, model.meta.extractor, model.meta.kind, rule.threshold, rule.score_kind, model.meta.cv
-        )
-        self.store.activate_model(version)
-        model.version = version
-        return version
-
-
-def ctx_of(ctx: typer.Context) -> Context:
-    return ctx.obj
-
-
-#: Errors that are the user's to fix (a path, a setting, a model file): one red line, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelError, StoreError, FileNotFoundError, ValueError)
-
-
-def command(group: typer.Typer = app, name: str | None = None):
-    """Register a command whose user errors end in a clear message and exit status 1."""
-
-    def register(func):
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            try:
-                return func(*args, **kwargs)
-            except USER_ERRORS as exc:
-                err.print(f"[red]error:[/red] {exc}", highlight=False)
-                raise typer.Exit(1) from None
-
-        return group.command(name)(wrapper)
-
-    return register
-
-
-@app.callback()
-def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    level = "DEBUG" if verbose else settings.log_level
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
-    ctx.obj = Context(settings)
-
-
-@contextmanager
-def progress_bar(total: int, label: str) -> Iterator[callable]:
-    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda n: progress.advance(task, n)
-
-
-def report_failures(failures: list[ImageError]) -> None:
-    for failure in failures:
-        err.print(f"[yellow]skipped[/yellow] {failure.source}: {failure.reason}", highlight=False)
-
-
-def fmt(value: float) -> str:
-    return "—" if value != value else f"{value:.3f}"  # NaN (nothing to measure) shows as a dash
-
-
-def metrics_table(title: str, rows: dict[str, dict]) -> Table:
-    table = Table(title=title)
-    table.add_column("rule")
-    for column in ("accuracy", "confident acc.", "review rate", "2D precision", "2D to feed", "lost 2D"):
-        table.add_column(column, justify="right")
-    for name, m in rows.items():
-        table.add_row(
-            name,
-            fmt(m["accuracy"]),
-            fmt(m["confident_accuracy"]),
-            fmt(m["review_rate"]),
-            fmt(m["precision_2d"]),
-            fmt(m["recall_2d"]),
-            str(m["lost_2d"]),
-        )
-    return table
 
 
 # --- train / triage / eval / features --------------------------------------------------------------------------
@@ -161,12 +46,27 @@ def train(
 ) -> None:
     """Learn "2D or not" from two labelled folders (the published 0/ and 1/), report CV figures, activate it."""
     app_ctx = ctx_of(ctx)
-    settings = app_ctx.settings
-    kind = model or settings.model
+    kind = model or app_ctx.settings.model
     if kind not in MODELS:
-        err.print(f"[red]error:[/red] unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
-        raise typer.Exit(2)
-    neg_dir, pos_dir = from_folders
+        raise ValueError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
+    trained = train_from_folders(app_ctx, *from_folders, kind=kind, target_precision=target_precision,
+                                 threshold=threshold)
+    print_training_report(trained)
+    console.print(f"model v{trained.version} is now active")
+
+
+def train_from_folders(
+    app_ctx: Context,
+    neg_dir: Path,
+    pos_dir: Path,
+    *,
+    kind: str | None = None,
+    target_precision: float | None = None,
+    threshold: float | None = None,
+) -> TrainedModel:
+    """Extract, cross-validate, fit, save and activate; used by `train` and by the demo's first start."""
+    settings = app_ctx.settings
+    kind = kind or settings.model
     total = len(list_images(neg_dir)) + len(list_images(pos_dir)) if neg_dir.is_dir() and pos_dir.is_dir() else 0
     with progress_bar(total, "features") as advance:
         labelled = folders.load_labelled(
@@ -195,9 +95,8 @@ def train(
         folds=settings.cv_folds,
         seed=settings.seed,
     )
-    version = app_ctx.activate(trained)
-    print_training_report(trained)
-    console.print(f"model v{version} is now active")
+    app_ctx.activate(trained)
+    return trained
 
 
 def print_training_report(model: TrainedModel) -> None:
@@ -404,22 +303,3 @@ def model_use(ctx: typer.Context, version: int) -> None:
     console.print(f"model v{version} is now active")
 
 
-# --- demo -------------------------------------------------------------------------------------------------------
-
-
-@command()
-def demo(ctx: typer.Context) -> None:
-    """Train on the bundled sample images, then triage the bundled inbox: the whole method in one command."""
-    from importlib.resources import files
-
-    samples = Path(str(files("service") / "samples"))
-    settings = ctx_of(ctx).settings
-    out = settings.data_dir / "demo-triage"
-    console.rule("1. train on the bundled samples")
-    train(ctx, from_folders=(samples / "train" / "not2d", samples / "train" / "2d"))
-    console.rule("2. triage the bundled inbox")
-    triage(ctx, folder=samples / "inbox", out=out)
-
-
-def main() -> None:
-    app()

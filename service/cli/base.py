@@ -1,0 +1,141 @@
+"""What every command shares: the Typer apps, the per-invocation Context, error handling, table helpers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Iterator
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from service.classify.registry import ModelError, TrainedModel, load_model, save_model
+from service.config import ConfigError, Settings, load_settings
+from service.features import FeatureExtractor, ImageLimits, make_extractor
+from service.features.images import ImageError
+from service.store import Store, StoreError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A 2D-illustration-only view of your X timeline.")
+model_app = typer.Typer(no_args_is_help=True, help="Trained models: inspect, list, roll back.")
+app.add_typer(model_app, name="model")
+
+console = Console()
+err = Console(stderr=True)
+
+
+class Context:
+    """What every command needs, built on first use so `--help` and errors stay fast."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(self.settings.db_path)
+
+    @cached_property
+    def extractor(self) -> FeatureExtractor:
+        return make_extractor(self.settings)
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(self.settings.max_image_bytes, self.settings.max_image_pixels)
+
+    def active_model(self) -> TrainedModel:
+        row = self.store.active_model()
+        if row is None:
+            raise ModelError("no active model yet: train one with `nijifeed train --from-folders NEG_DIR POS_DIR`")
+        model = load_model(Path(row["path"]), int(row["version"]))
+        model.check_extractor(self.extractor.name, self.extractor.dim)
+        return model
+
+    def activate(self, model: TrainedModel) -> int:
+        """Save the model file, register it and make it active in one step."""
+        path = save_model(self.settings.models_dir, model)
+        rule = model.rule
+        version = self.store.register_model(
+            path, model.meta.extractor, model.meta.kind, rule.threshold, rule.score_kind, model.meta.cv
+        )
+        self.store.activate_model(version)
+        model.version = version
+        return version
+
+
+def ctx_of(ctx: typer.Context) -> Context:
+    return ctx.obj
+
+
+#: Errors that are the user's to fix (a path, a setting, a model file): one red line, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelError, StoreError, FileNotFoundError, ValueError)
+
+
+def command(group: typer.Typer = app, name: str | None = None):
+    """Register a command whose user errors end in a clear message and exit status 1."""
+
+    def register(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except USER_ERRORS as exc:
+                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+
+        return group.command(name)(wrapper)
+
+    return register
+
+
+@app.callback()
+def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    level = "DEBUG" if verbose else settings.log_level
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    ctx.obj = Context(settings)
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[callable]:
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def report_failures(failures: list[ImageError]) -> None:
+    for failure in failures:
+        err.print(f"[yellow]skipped[/yellow] {failure.source}: {failure.reason}", highlight=False)
+
+
+def fmt(value: float) -> str:
+    return "—" if value != value else f"{value:.3f}"  # NaN (nothing to measure) shows as a dash
+
+
+def metrics_table(title: str, rows: dict[str, dict]) -> Table:
+    table = Table(title=title)
+    table.add_column("rule")
+    for column in ("accuracy", "confident acc.", "review rate", "2D precision", "2D to feed", "lost 2D"):
+        table.add_column(column, justify="right")
+    for name, m in rows.items():
+        table.add_row(
+            name,
+            fmt(m["accuracy"]),
+            fmt(m["confident_accuracy"]),
+            fmt(m["review_rate"]),
+            fmt(m["precision_2d"]),
+            fmt(m["recall_2d"]),
+            str(m["lost_2d"]),
+        )
+    return table
+
+

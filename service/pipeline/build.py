@@ -1,0 +1,137 @@
+"""Builds the parts of a cycle from Settings: the one place that knows which class serves which setting."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from service.classify.registry import ModelError, TrainedModel, load_model
+from service.config import ConfigError, Settings
+from service.features import FeatureExtractor, ImageLimits
+from service.media.cache import ImageCache
+from service.media.download import Downloader, default_allowed_hosts
+from service.pipeline.cycle import Cycle
+from service.sources import Source
+from service.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class ActiveModel:
+    """The store's active model, reloaded when another version is activated (by `train` or `model use`).
+
+    Checking is one indexed query per call, so the daemon picks up a new model on its next batch without a
+    restart. A model that cannot be loaded keeps the previous one in use and says why, once.
+    """
+
+    def __init__(self, store: Store, extractor: FeatureExtractor) -> None:
+        self.store = store
+        self.extractor = extractor
+        self.model: TrainedModel | None = None
+        self._failed_version: int | None = None
+
+    def __call__(self) -> TrainedModel | None:
+        row = self.store.active_model()
+        if row is None:
+            return self.model
+        version = int(row["version"])
+        if (self.model is None or self.model.version != version) and version != self._failed_version:
+            try:
+                model = load_model(Path(row["path"]), version)
+                model.check_extractor(self.extractor.name, self.extractor.dim)
+            except ModelError as exc:
+                log.error("cannot use model v%d: %s", version, exc)
+                self._failed_version = version
+                return self.model
+            if self.model is not None:
+                log.info("model v%d is active (was v%s)", version, self.model.version)
+            self.model = model
+        return self.model
+
+
+def media_url(row) -> str | None:
+    """What to fetch for a media row: the photo itself, or a video/GIF's preview image."""
+    return row["url"] or row["preview_url"]
+
+
+def make_source(settings: Settings) -> Source:
+    if settings.source.startswith("folder:"):
+        from service.sources.folder import FolderSource
+
+        return FolderSource(Path(settings.source.removeprefix("folder:")).expanduser())
+    from service.sources.x import XSource
+
+    return XSource.from_settings(settings)
+
+
+def make_downloader(settings: Settings) -> Downloader:
+    return Downloader(
+        allowed_hosts=default_allowed_hosts(settings.x_api_base_url, settings.media_hosts),
+        concurrency=settings.download_concurrency,
+        timeout=settings.http_timeout,
+        retries=settings.download_retries,
+        max_bytes=settings.max_image_bytes,
+        photo_variant=settings.photo_variant,
+    )
+
+
+def make_cycle(
+    settings: Settings,
+    store: Store,
+    *,
+    source: Source | None,
+    extractor: FeatureExtractor,
+    model: ActiveModel,
+    stop: threading.Event | None = None,
+) -> Cycle:
+    skip = frozenset() if settings.classify_previews else frozenset({"video", "animated_gif"})
+    return Cycle(
+        store=store,
+        source=source,
+        extractor=extractor,
+        model=model,
+        downloader_factory=lambda: make_downloader(settings),
+        media_url=media_url,
+        cache=ImageCache(settings.cache_dir),
+        limits=ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
+        batch_size=settings.batch_size,
+        audit_rate=settings.audit_rate,
+        skip_kinds=skip,
+        max_attempts=settings.max_download_attempts,
+        stop=stop,
+    )
+
+
+__all__ = ["ActiveModel", "ConfigError", "make_cycle", "make_downloader", "make_source", "media_url"]
+
+
+class CycleRunner:
+    """Runs cycles for the daemon and `nijifeed poll`, keeping what is expensive to build (the extractor, the
+    source with its resolved user id, the loaded model) across cycles. Store connections are per thread, as
+    sqlite3 requires; the scheduler may run cycles on a worker thread."""
+
+    def __init__(self, settings: Settings, extractor: FeatureExtractor, source: Source | None) -> None:
+        self.settings = settings
+        self.extractor = extractor
+        self.source = source
+        self._local = threading.local()
+
+    def store(self) -> Store:
+        if getattr(self._local, "store", None) is None:
+            self._local.store = Store.open(self.settings.db_path)
+            self._local.model = ActiveModel(self._local.store, self.extractor)
+        return self._local.store
+
+    def __call__(self, stop: threading.Event, fetch: bool = True):
+        store = self.store()
+        cycle = make_cycle(
+            self.settings, store, source=self.source, extractor=self.extractor, model=self._local.model, stop=stop
+        )
+        return cycle.run(fetch=fetch)
+
+    def close(self) -> None:
+        store = getattr(self._local, "store", None)
+        if store is not None:
+            store.close()
+            self._local.store = None

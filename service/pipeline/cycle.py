@@ -1,0 +1,279 @@
+"""One cycle of the daemon: source → store → download → decode → extract → classify → route.
+
+Every step commits its result to the store before the next begins, and every step's work list is read back from
+the store (``pending`` media, ``unrouted`` images), so a cycle killed at any point resumes where it stopped.
+Downloads run on an asyncio loop; feature extraction runs in a worker thread on batches as downloads complete,
+so the two overlap. Database writes stay on the cycle's own thread (one sqlite connection per thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from service.classify.registry import TrainedModel
+from service.classify.uncertainty import margin as margin_of
+from service.classify.uncertainty import uncertainty
+from service.features import FeatureExtractor, ImageLimits
+from service.features.images import ImageError, load_image
+from service.media.cache import ImageCache
+from service.sources import Source, SourceError
+from service.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleSummary:
+    posts: int = 0
+    pages: int = 0
+    reads: int = 0
+    new_media: int = 0
+    downloaded: int = 0
+    failed: int = 0
+    retry_later: int = 0
+    routed: Counter = field(default_factory=Counter)  # feed / review / dropped
+    audit: int = 0
+    waiting_for_model: int = 0
+    gap: bool = False
+    error: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The one log line per cycle that says what was fetched and where it went."""
+        parts = [
+            f"{self.posts} posts ({self.pages} pages, {self.reads} reads)",
+            f"{self.new_media} new media",
+            f"{self.downloaded} downloaded",
+            f"feed {self.routed['feed']}, review {self.routed['review']}, dropped {self.routed['dropped']}",
+        ]
+        if self.audit:
+            parts.append(f"{self.audit} audit")
+        if self.failed or self.retry_later:
+            parts.append(f"{self.failed} failed, {self.retry_later} to retry")
+        if self.waiting_for_model:
+            parts.append(f"{self.waiting_for_model} waiting for a model")
+        if self.gap:
+            parts.append("GAP in the timeline")
+        if self.error:
+            parts.append(f"error: {self.error}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["routed"] = dict(self.routed)
+        return data
+
+
+@dataclass
+class Ready:
+    """A downloaded, decoded image waiting for classification."""
+
+    image_id: int
+    sha256: str
+    image: Image.Image
+
+
+def audit_draw(sha256: str) -> float:
+    """A uniform number in [0, 1) fixed by the image's bytes: the audit sample is random across images, yet an
+    image re-classified after a crash draws the same number, so the audit decision cannot flip."""
+    return int(sha256[:13], 16) / float(16**13)
+
+
+class Cycle:
+    """Composes the stages for one pass. Built per cycle by the daemon (or once by ``nijifeed poll``)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        source: Source | None,
+        extractor: FeatureExtractor,
+        model: Callable[[], TrainedModel | None],
+        downloader_factory: Callable[[], object],
+        media_url: Callable[[object], str | None],
+        cache: ImageCache,
+        limits: ImageLimits,
+        batch_size: int = 16,
+        audit_rate: float = 0.02,
+        skip_kinds: frozenset[str] = frozenset({"video", "animated_gif"}),
+        max_attempts: int = 3,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.extractor = extractor
+        self.model = model
+        self.downloader_factory = downloader_factory
+        self.media_url = media_url
+        self.cache = cache
+        self.limits = limits
+        self.batch_size = batch_size
+        self.audit_rate = audit_rate
+        self.skip_kinds = skip_kinds
+        self.max_attempts = max_attempts
+        self.stop = stop or threading.Event()
+        self.summary = CycleSummary()
+
+    def run(self, *, fetch: bool = True) -> CycleSummary:
+        if fetch and self.source is not None:
+            self.fetch()
+        if not self.stop.is_set():
+            self.classify_leftovers()
+        if not self.stop.is_set():
+            asyncio.run(self.download_and_classify())
+        return self.summary
+
+    # --- source → store -------------------------------------------------------------------------------------------
+
+    def fetch(self) -> None:
+        """Store every page; advance the cursor only once all pages of this poll are stored."""
+        assert self.source is not None
+        key = f"since_id:{self.source.name}"
+        since_id = self.store.get_kv(key)
+        poll = self.store.start_poll(self.source.name)
+        newest: str | None = None
+        complete = False
+        try:
+            for page in self.source.pages(since_id):
+                new = self.store.add_posts(page.posts, skip_kinds=self.skip_kinds)
+                self.store.add_reads(poll, len(page.posts), page.reads, new)
+                self.summary.pages += 1
+                self.summary.posts += len(page.posts)
+                self.summary.reads += page.reads
+                self.summary.new_media += new
+                self.summary.errors.extend(page.errors)
+                self.summary.gap |= bool(getattr(page, "gap", False))
+                newest = newest or page.newest_id
+                if self.stop.is_set():
+                    break
+            else:
+                complete = True
+        except SourceError as exc:
+            self.summary.error = str(exc)
+            raise
+        finally:
+            if complete and newest:
+                self.store.set_kv(key, newest)
+            self.store.finish_poll(poll, self.summary.to_dict())
+
+    # --- download → decode → extract → classify → route -----------------------------------------------------------
+
+    def classify_leftovers(self) -> None:
+        """Images downloaded by an earlier cycle that died before routing them: classify from the local copy."""
+        rows = self.store.unrouted_images()
+        if not rows or self.model() is None:
+            self.summary.waiting_for_model += len(rows)
+            return
+        ready = []
+        for row in rows:
+            data = self.cache.get(row["sha256"])
+            try:
+                if data is None:
+                    raise ImageError(row["sha256"], "local copy missing")
+                image = load_image(data, limits=self.limits, draft_size=self.extractor.working_size)
+            except ImageError as exc:
+                self.store.image_failed(row["id"], exc.reason)
+                self.summary.failed += 1
+                continue
+            ready.append(Ready(int(row["id"]), row["sha256"], image))
+        for start in range(0, len(ready), self.batch_size):
+            batch = ready[start : start + self.batch_size]
+            self.classify(batch, self.extractor.extract([r.image for r in batch]))
+
+    async def download_and_classify(self) -> None:
+        pending = self.store.pending_media()
+        if not pending:
+            return
+        media = {row["media_key"]: row for row in pending}
+        items = []
+        for row in pending:
+            url = self.media_url(row)
+            if url is None:
+                self.store.media_failed(row["id"], "no URL to fetch", retryable=False, max_attempts=1)
+                self.summary.failed += 1
+            else:
+                items.append((row["media_key"], url))
+        loop = asyncio.get_running_loop()
+        batch: list[Ready] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as pool:
+            async with self.downloader_factory() as downloader:  # type: ignore[attr-defined]
+                async for download in downloader.fetch_many(items):
+                    ready = self.accept(media[download.media_key], download)
+                    if ready is not None and all(r.image_id != ready.image_id for r in batch):
+                        batch.append(ready)
+                    if len(batch) >= self.batch_size:
+                        await self.extract_and_classify(loop, pool, batch)
+                        batch = []
+                    if self.stop.is_set():
+                        break
+            if batch:
+                await self.extract_and_classify(loop, pool, batch)
+
+    def accept(self, row, download) -> Ready | None:
+        """Store one download's outcome; return the decoded image when it still needs a verdict."""
+        if not download.ok:
+            status = self.store.media_failed(
+                row["id"], download.error, retryable=download.retryable, max_attempts=self.max_attempts
+            )
+            if status == "failed":
+                self.summary.failed += 1
+                log.warning("media %s failed: %s", row["media_key"], download.error)
+            else:
+                self.summary.retry_later += 1
+            return None
+        data = download.data
+        try:
+            image = load_image(data, limits=self.limits, draft_size=self.extractor.working_size, name=row["media_key"])
+            width, height = Image.open(io.BytesIO(data)).size
+        except ImageError as exc:
+            self.store.media_failed(row["id"], exc.reason, retryable=False, max_attempts=1)
+            self.summary.failed += 1
+            log.warning("media %s failed: %s", row["media_key"], exc.reason)
+            return None
+        sha = hashlib.sha256(data).hexdigest()
+        image_id = self.store.add_image(sha, width, height, len(data), "x" if row["kind"] != "file" else "folder")
+        path = self.cache.put(sha, data)
+        self.store.set_image_cache(image_id, str(path), width, height, len(data))
+        status = self.store.media_downloaded(row["id"], image_id)
+        self.summary.downloaded += 1
+        if status != "downloaded":  # the same bytes were routed before: linked, not classified again
+            return None
+        return Ready(image_id, sha, image)
+
+    async def extract_and_classify(self, loop, pool, batch: list[Ready]) -> None:
+        if self.model() is None:
+            self.summary.waiting_for_model += len(batch)
+            return
+        vectors = await loop.run_in_executor(pool, self.extractor.extract, [r.image for r in batch])
+        self.classify(batch, vectors)
+
+    def classify(self, batch: list[Ready], vectors: np.ndarray) -> None:
+        model = self.model()
+        if model is None or model.version is None:
+            self.summary.waiting_for_model += len(batch)
+            return
+        for ready, vector in zip(batch, vectors):
+            self.store.put_features(ready.image_id, self.extractor.name, vector)
+        verdicts, p = model.classify(vectors)
+        probs = np.column_stack([1 - p, p])
+        margins, scores = margin_of(probs), uncertainty(probs, model.rule.score_kind)
+        for i, ready in enumerate(batch):
+            verdict = str(verdicts[i])
+            audit = verdict != "uncertain" and audit_draw(ready.sha256) < self.audit_rate
+            routed = self.store.route_image(
+                ready.image_id, model.version, verdict, float(p[i]), float(margins[i]), float(scores[i]), audit=audit
+            )
+            if routed:
+                self.summary.routed[{"2d": "feed", "not2d": "dropped", "uncertain": "review"}[verdict]] += 1
+                self.summary.audit += int(audit)
