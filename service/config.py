@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     max_download_attempts: int = Field(3, ge=1, le=20, description="Poll cycles a failing download is retried in.")
     media_hosts: list[str] = Field(default_factory=list, description="Extra hosts media may be fetched from.")
 
+    # Web
+    web_host: str = Field("127.0.0.1", description="Address the web page binds; elsewhere needs web_token.")
+    web_port: int = Field(8000, ge=1, le=65535)
+
     # Routing
     audit_rate: float = Field(0.02, ge=0, le=1, description="Share of confident verdicts also sent to review.")
 

@@ -9,8 +9,10 @@ of the allowlist, and counts its hits: a refused redirect must not reach it at a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import ssl
 import threading
 import time
 from collections import Counter
@@ -35,6 +37,8 @@ from service.sources import MediaRef
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # not decoded here: bytes in, bytes out
 HUGE_TOTAL = 64 * 1024 * 1024
 LIMIT = 1_000_000
+#: No TLS here; a context without CA certificates spares each client loading them (100+ ms on a busy machine).
+NO_CA_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 # ------------------------------------------------------------------------------------------------ test server
@@ -48,7 +52,8 @@ class MediaServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.hits: Counter[str] = Counter()
         self.paths: list[str] = []  # path?query of every request, in order
-        self.in_flight = 0  # /delay requests being answered
+        self.in_flight = 0  # /delay and /gate requests being answered
+        self.delay_done = 0
         self.max_in_flight = 0
         self.huge_sent = 0
         self.huge_done = threading.Event()
@@ -76,9 +81,9 @@ class Handler(BaseHTTPRequestHandler):
             srv.hits[path] += 1
             srv.paths.append(self.path)
             hits = srv.hits[path]
-        if path != "/delay":
+        if path not in ("/delay", "/gate"):
             return self.route(path, query, hits)
-        with srv.lock:  # in flight: counted on /delay only (other tests leave slow handlers sleeping)
+        with srv.lock:  # in flight: counted on /delay and /gate only (other tests leave slow handlers sleeping)
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
         try:
@@ -122,7 +127,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, IMAGE)
         if path == "/delay":
             time.sleep(float(query["s"][0]))
-            return self.send(200, IMAGE + query.get("tag", [""])[0].encode())
+            self.send(200, IMAGE + query.get("tag", [""])[0].encode())
+            with srv.lock:
+                srv.delay_done += 1
+            return
+        if path == "/gate":  # answers only once `n` /delay requests were answered (or after 5 s)
+            deadline = time.monotonic() + 5
+            while srv.delay_done < int(query["n"][0]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)
+            return self.send(200, IMAGE)
         if path == "/huge":  # no Content-Length: the body goes on until the client stops reading
             self.send_response(200)
             self.end_headers()
@@ -184,6 +198,7 @@ def server(servers) -> MediaServer:
             srv.hits.clear()
             srv.paths.clear()
             srv.max_in_flight = 0
+            srv.delay_done = 0
     return main
 
 
@@ -196,6 +211,7 @@ def downloader(**overrides) -> Downloader:
         max_bytes=LIMIT,
         backoff=0.01,
         trust_env=False,  # a developer's HTTP(S)_PROXY must not catch loopback requests
+        ssl_context=NO_CA_CONTEXT,
     )
     options.update(overrides)
     return Downloader(**options)
@@ -337,7 +353,7 @@ def test_disallowed_first_url_makes_no_request(server):
 def test_fetch_many_bounds_concurrency_and_yields_as_completed(server):
     async def go() -> list[Download]:
         async with downloader(concurrency=3) as dl:
-            items = [("slow", f"{server.base}/delay?s=0.4&tag=slow")]
+            items = [("slow", f"{server.base}/gate?n=11")]  # answered after the 11 others
             items += [(f"k{i}", f"{server.base}/delay?s=0.05&tag={i}") for i in range(11)]
             return [d async for d in dl.fetch_many(iter(items))]
 
@@ -348,20 +364,28 @@ def test_fetch_many_bounds_concurrency_and_yields_as_completed(server):
     assert sorted(r.media_key for r in results) == sorted(["slow", *(f"k{i}" for i in range(11))])
     assert results[-1].media_key == "slow"  # the first item asked for, the last to finish
     assert server.max_in_flight == 3  # bounded, and actually parallel
-    assert elapsed < 2.0
+    assert elapsed < 4.0
 
 
 def test_fetch_many_can_be_left_early(server):
-    async def go() -> tuple[Download, int]:
+    async def go() -> tuple[Download, int, int]:
         async with downloader(concurrency=2) as dl:
             items = ((f"k{i}", f"{server.base}/delay?s=0.05") for i in range(100))
-            async for first in dl.fetch_many(items):
+            async with contextlib.aclosing(dl.fetch_many(items)) as results:
+                async for first in results:
+                    break
+            hits = server.hits["/delay"]
+            await asyncio.sleep(0.15)
+            # and without aclosing: the downloader's own close cancels what is left
+            async for _ in dl.fetch_many(iter([("k", f"{server.base}/delay?s=0.05")] * 50)):
                 break
-            await asyncio.sleep(0.1)
-            return first, server.hits["/delay"]
+        return first, hits, server.hits["/delay"]
 
-    first, hits = asyncio.run(go())
-    assert first.ok and hits <= 5  # the rest was cancelled, not fetched
+    first, hits, later = asyncio.run(go())
+    assert first.ok and hits <= 4  # concurrency 2: the first two, and at most the next two started
+    assert later - hits <= 4 + 4  # the rest of both runs was cancelled, not fetched
+    time.sleep(0.1)
+    assert server.hits["/delay"] == later  # nothing still running after the downloader closed
 
 
 def test_fetch_many_reports_a_failing_iterable(server):
@@ -376,6 +400,14 @@ def test_fetch_many_reports_a_failing_iterable(server):
 
     with pytest.raises(RuntimeError, match="source broke"):
         asyncio.run(go())
+
+
+def test_malformed_urls_fail_cleanly():
+    assert fetch("http://[::1/x.jpg").error == "invalid url"
+    assert fetch("").error == "scheme not allowed: none"
+    result = fetch("https://pbs.twimg.com:99999/x.jpg", allowed_hosts=frozenset({"pbs.twimg.com"}))
+    assert (result.error, result.attempts) == ("invalid url", 0)  # refused before any connection
+    assert redact_url("http://h:99999/x?token=1") == "<unparseable url>"
 
 
 def test_fetch_outside_the_context_is_an_error():

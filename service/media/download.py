@@ -32,6 +32,7 @@ import ipaddress
 import logging
 import os
 import random
+import ssl
 import stat
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -141,15 +142,15 @@ def redact_url(url: str) -> str:
     (media URLs should carry no tokens, but a signed URL from a proxy might)."""
     try:
         parts = urlsplit(url)
+        if parts.scheme == "file":
+            return url
+        netloc = parts.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if parts.port:
+            netloc += f":{parts.port}"
     except ValueError:
         return "<unparseable url>"
-    if parts.scheme == "file":
-        return url
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port:
-        netloc += f":{parts.port}"
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k in ("format", "name")]
     query = urlencode(kept)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
@@ -161,6 +162,7 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> str | None:
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         return "invalid url"
     scheme = parts.scheme.lower()
@@ -239,8 +241,9 @@ class Download:
 class _Failure(Exception):
     """One attempt failed; ``retryable`` says whether another attempt in this cycle may help."""
 
-    def __init__(self, reason: str, *, retryable: bool, status: int | None = None, delay: float | None = None,
-                 stop: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, retryable: bool, status: int | None = None, delay: float | None = None, stop: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
@@ -275,6 +278,7 @@ class Downloader:
         max_retry_after: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         trust_env: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -297,8 +301,10 @@ class Downloader:
         self.max_retry_after = max_retry_after
         self._transport = transport
         self._trust_env = trust_env
+        self._verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._semaphore = asyncio.Semaphore(concurrency)
         self._client: httpx.AsyncClient | None = None
+        self._workers: set[asyncio.Task] = set()  # fetch_many's, cancelled by aclose if still running
 
     @property
     def http2(self) -> bool:
@@ -317,6 +323,7 @@ class Downloader:
                 "Accept-Encoding": "identity",  # images are compressed already; and no decompression bombs
             },
             trust_env=self._trust_env,
+            verify=self._verify,  # certificates are always verified; a context only replaces the default CAs
         )
         return self
 
@@ -324,6 +331,10 @@ class Downloader:
         await self.aclose()
 
     async def aclose(self) -> None:
+        workers, self._workers = self._workers, set()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -344,7 +355,9 @@ class Downloader:
 
         At most ``concurrency`` requests run at once, and at most ``concurrency`` finished downloads wait for the
         caller, so a slow consumer (feature extraction) pauses the downloads rather than filling memory. ``items``
-        is read lazily. Leaving the loop early cancels what is still in flight.
+        is read lazily. Leaving the loop early cancels what is still in flight: at once when the iterator is
+        closed (``async with contextlib.aclosing(dl.fetch_many(items)) as results:``), else when it is garbage
+        collected or, at the latest, when the downloader closes.
         """
         iterator = iter(items)
         queue: asyncio.Queue[Download | BaseException | None] = asyncio.Queue(maxsize=self.concurrency)
@@ -361,6 +374,7 @@ class Downloader:
             await queue.put(None)  # not in a finally: a cancelled worker must not block on a full queue
 
         workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+        self._workers.update(workers)
         running = len(workers)
         try:
             while running:
@@ -375,6 +389,7 @@ class Downloader:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self._workers.difference_update(workers)
 
     # -- internals ------------------------------------------------------------------------------------------
 
@@ -383,14 +398,21 @@ class Downloader:
         if url.lower().startswith("file:"):
             result = await self._read_file(media_key, url)
         else:
-            result = await self._fetch_http(media_key, self.url_for(url))
+            try:
+                wanted = self.url_for(url)
+            except ValueError:  # urlsplit refuses it (a bad IPv6 literal, ...)
+                wanted = None
+            if wanted is None:
+                result = Download(media_key, url, error="invalid url")
+            else:
+                result = await self._fetch_http(media_key, wanted)
         result.elapsed = time.monotonic() - started
         if result.ok:
             log.debug("fetched %s (%d bytes, %d attempt(s))", redact_url(result.url), len(result.data or b""),
                       result.attempts)
         else:
             log.warning("media %s: %s (%s)%s", media_key, result.error, redact_url(result.url),
-                        "; will retry next cycle" if result.retryable else "")
+                        " [retryable]" if result.retryable else "")
         return result
 
     async def _fetch_http(self, media_key: str, url: str) -> Download:
@@ -418,6 +440,8 @@ class Downloader:
                 failure = _Failure("invalid url", retryable=False)
             except (httpx.TransportError, OSError) as exc:  # connect errors, resets, protocol errors
                 failure = _Failure(f"connection error ({type(exc).__name__})", retryable=True)
+            except httpx.HTTPError as exc:  # e.g. a body that does not match its Content-Encoding
+                failure = _Failure(f"bad response ({type(exc).__name__})", retryable=True)
             if not failure.retryable or failure.stop or attempt == max_attempts:
                 break
             await asyncio.sleep(self._delay(attempt, failure.delay))

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
+from contextlib import aclosing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -207,8 +208,8 @@ class Cycle:
         loop = asyncio.get_running_loop()
         batch: list[Ready] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as pool:
-            async with self.downloader_factory() as downloader:  # type: ignore[attr-defined]
-                async for download in downloader.fetch_many(items):
+            async with self.downloader_factory() as downloader, aclosing(downloader.fetch_many(items)) as results:
+                async for download in results:
                     ready = self.accept(media[download.media_key], download)
                     if ready is not None and all(r.image_id != ready.image_id for r in batch):
                         batch.append(ready)

@@ -8,6 +8,7 @@ their own (their media belong to the referenced post), and every post has ``edit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -73,8 +74,21 @@ def samples_dir() -> Path:
     return Path(str(resources.files("service").joinpath("samples")))
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_text() -> str:
+    return resources.files(__package__).joinpath("timeline.json").read_text(encoding="utf-8")
+
+
 def bundled_timeline() -> dict:
-    return json.loads(resources.files(__package__).joinpath("timeline.json").read_text(encoding="utf-8"))
+    return json.loads(_bundled_text())
+
+
+@functools.lru_cache(maxsize=512)
+def image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
 
 
 @dataclass
@@ -261,8 +275,6 @@ class Timeline:
     """All posts of the bundled data, oldest first; the first ``reveal`` timeline posts are visible at once."""
 
     def __init__(self, data: dict, *, reveal: int | None, now_ms: int, samples: Path, photo_scale: float) -> None:
-        from PIL import Image  # the sandbox needs Pillow for sizes and variants
-
         self.samples = samples
         self.users = {u["key"]: User(u["key"], u["id"], u["name"], u["username"], u["avatar"], u.get("followed", True))
                       for u in data["users"]}
@@ -273,8 +285,7 @@ class Timeline:
         for raw in data["tweets"]:
             media = []
             for m in raw.get("media", []):
-                with Image.open(samples / m["file"]) as im:
-                    w, h = im.size
+                w, h = image_size(samples / m["file"])
                 scale = photo_scale if m["type"] == "photo" else 1.0
                 media.append(Media(m["key"], m["type"], m["file"], m["attribution"], m.get("alt_text"),
                                    round(w * scale), round(h * scale)))
