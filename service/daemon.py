@@ -73,13 +73,14 @@ class Daemon:
         interval: float,
         jitter: float = 0.1,
         max_cycles: int | None = None,
+        stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_cycle = run_cycle
         self.interval = interval
         self.jitter = jitter
         self.clock = clock
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()  # shared with the source, so its backoff sleeps end on shutdown
         self.paused_until = 0.0
         self.cycles = 0
         self.max_cycles = max_cycles  # stop after this many cycles (the demo's --cycles); None runs until stopped

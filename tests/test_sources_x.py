@@ -10,14 +10,17 @@ import time
 import pytest
 import requests
 
-from service.sandbox import snowflake
+from service.sandbox import Sandbox, snowflake
 from service.sources import SourceError
 from service.sources.x import XSource, snowflake_ms
 
 try:
     from xsandbox import (  # noqa: F401
         ACCESS_TOKEN,
+        ACCESS_TOKEN_SECRET,
         BEARER_TOKEN,
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
         SECRETS,
         Sleeps,
         all_log_text,
@@ -31,7 +34,10 @@ try:
 except ImportError:  # pragma: no cover
     from tests.xsandbox import (  # noqa: F401
         ACCESS_TOKEN,
+        ACCESS_TOKEN_SECRET,
         BEARER_TOKEN,
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
         SECRETS,
         Sleeps,
         all_log_text,
@@ -324,3 +330,14 @@ def test_from_settings(sandbox):
     assert len(all_posts(collect(source))) == 40
     assert BEARER_TOKEN not in repr(source)
     assert snowflake_ms(snowflake(1_700_000_000_000)) == 1_700_000_000_000
+
+
+def test_oauth1_signature_is_valid_for_the_redirected_url(no_proxy):
+    creds = {"consumer_key": CONSUMER_KEY, "consumer_secret": CONSUMER_SECRET, "access_token": ACCESS_TOKEN,
+             "access_token_secret": ACCESS_TOKEN_SECRET}
+    with Sandbox(reveal=12, oauth1_credentials=creds) as checked:
+        pages = collect(make_source(checked, mode="oauth1", max_results=5))  # query strings are signed too
+        assert len(all_posts(pages)) == 12 and {r.status for r in checked.requests} == {200}
+        with pytest.raises(SourceError) as caught:
+            collect(make_source(checked, mode="oauth1", consumer_secret="wrong-secret"))
+        assert caught.value.fatal and "401" in str(caught.value)

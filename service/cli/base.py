@@ -101,6 +101,10 @@ def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
         raise typer.Exit(2) from None
     level = "DEBUG" if verbose else settings.log_level
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    if not verbose:
+        # One line per request or job run drowns the one line per cycle that matters.
+        for chatty in ("httpx", "httpcore", "apscheduler", "tweepy"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     ctx.obj = Context(settings)
 
 

@@ -23,10 +23,10 @@ app.add_typer(review_app, name="review")
 STATUSES = ("pending", "downloaded", "feed", "review", "dropped", "failed", "skipped")
 
 
-def _runner(app_ctx: Context):
+def _runner(app_ctx: Context, stop: threading.Event | None = None):
     from service.pipeline.build import CycleRunner, make_source
 
-    return CycleRunner(app_ctx.settings, app_ctx.extractor, make_source(app_ctx.settings))
+    return CycleRunner(app_ctx.settings, app_ctx.extractor, make_source(app_ctx.settings, stop))
 
 
 @command()
@@ -56,8 +56,9 @@ def run(ctx: typer.Context) -> None:
     settings = app_ctx.settings
     try:
         with single_instance(settings.lock_path):
-            runner = _runner(app_ctx)
-            daemon = Daemon(runner, interval=settings.poll_interval, jitter=settings.poll_jitter)
+            stop = threading.Event()
+            runner = _runner(app_ctx, stop)
+            daemon = Daemon(runner, interval=settings.poll_interval, jitter=settings.poll_jitter, stop=stop)
             daemon.install_signal_handlers()
             console.print(f"nijifeed: polling {settings.source} every {settings.poll_interval} s; data in {settings.data_dir}")
             daemon.start()
@@ -250,14 +251,15 @@ def demo(
             print_training_report(trained)
         console.rule(f"daemon against the sandbox at {sandbox.url}")
         with single_instance(settings.lock_path):
-            runner = CycleRunner(settings, app_ctx.extractor, make_source(settings))
+            stop = threading.Event()
+            runner = CycleRunner(settings, app_ctx.extractor, make_source(settings, stop))
 
             def cycle_then_publish(stop, fetch):
                 summary = runner(stop, fetch)  # the daemon logs its one-line summary
                 sandbox.publish(publish)
                 return summary
 
-            daemon = Daemon(cycle_then_publish, interval=interval, jitter=0.0, max_cycles=cycles)
+            daemon = Daemon(cycle_then_publish, interval=interval, jitter=0.0, max_cycles=cycles, stop=stop)
             daemon.install_signal_handlers()
             daemon.start()
             daemon.wait()

@@ -55,14 +55,15 @@ def media_url(row) -> str | None:
     return row["url"] or row["preview_url"]
 
 
-def make_source(settings: Settings) -> Source:
+def make_source(settings: Settings, stop: threading.Event | None = None) -> Source:
     if settings.source.startswith("folder:"):
         from service.sources.folder import FolderSource
 
-        return FolderSource(Path(settings.source.removeprefix("folder:")).expanduser())
+        folder = Path(settings.source.removeprefix("folder:")).expanduser()
+        return FolderSource(folder, recursive=settings.folder_recursive, settle=settings.folder_settle)
     from service.sources.x import XSource
 
-    return XSource.from_settings(settings)
+    return XSource.from_settings(settings, stop=stop)
 
 
 def make_downloader(settings: Settings) -> Downloader:

@@ -28,6 +28,9 @@ Every fault takes ``times`` (default 1; ``None``: until cleared) and ``target`` 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -42,7 +45,7 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .model import (
     EXPANSIONS,
@@ -185,6 +188,19 @@ def _decode_token(token: str) -> str | None:
     return oldest if _encode_token(oldest) == token else None
 
 
+def _pct(value: str) -> str:
+    return quote(value, safe="~")  # RFC 3986 unreserved characters stay; everything else is %XX
+
+
+def oauth1_signature(method: str, base_uri: str, pairs: list[tuple[str, str]], consumer_secret: str,
+                     token_secret: str) -> str:
+    """HMAC-SHA1 signature of a request (RFC 5849 section 3.4), as X checks it."""
+    normalized = "&".join(f"{k}={v}" for k, v in sorted((_pct(k), _pct(v)) for k, v in pairs))
+    base = "&".join((method.upper(), _pct(base_uri), _pct(normalized)))
+    key = f"{_pct(consumer_secret)}&{_pct(token_secret)}".encode()
+    return base64.b64encode(hmac.new(key, base.encode(), hashlib.sha1).digest()).decode()
+
+
 def _parse_time(value: str) -> int | None:
     try:
         return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
@@ -249,19 +265,24 @@ class Sandbox:
         trailing_token: bool = True,
         public_url: str | None = None,
         accept_tokens: Collection[str] | None = None,
+        oauth1_credentials: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``reveal``: how many of the oldest timeline posts are visible at first (default all); ``cap``: the
         newest posts the endpoint returns (800 like the API); ``photo_scale``: the "orig" size of photos relative
         to the sample files, so ``small``/``medium`` variants really downscale; ``trailing_token``: a full page
         always carries ``next_token``, even when the next page is empty (a quirk of the API); ``accept_tokens``:
-        when given, only these bearer tokens / OAuth ``oauth_token`` values are accepted (else any)."""
+        when given, only these bearer tokens / OAuth ``oauth_token`` values are accepted (else any);
+        ``oauth1_credentials`` (``consumer_key``, ``consumer_secret``, ``access_token``, ``access_token_secret``):
+        when given, OAuth 1.0a requests must carry these keys and a valid HMAC-SHA1 signature of the URL the
+        sandbox received (else 401, like the API)."""
         self.host = host
         self.port = port
         self.cap = cap
         self.photo_scale = photo_scale
         self.trailing_token = trailing_token
         self.accept_tokens = frozenset(accept_tokens) if accept_tokens is not None else None
+        self.oauth1_credentials = dict(oauth1_credentials) if oauth1_credentials else None
         self.clock = clock
         self._public_url = public_url.rstrip("/") if public_url else None
         self._lock = threading.RLock()
@@ -427,7 +448,9 @@ class Sandbox:
         if endpoint == "media":
             reply = self._media(method, path, query)
         elif endpoint in ("timeline", "me", "api"):
-            reply = self._api(method, path, query, endpoint, auth)
+            signed = (method, f"http://{handler.headers.get('Host', '')}{path}",
+                      parse_qsl(parts.query, keep_blank_values=True))
+            reply = self._api(method, path, query, endpoint, auth, signed)
         else:
             reply = _Reply(404, b"Not Found", "text/plain")
         with self._lock:
@@ -491,7 +514,7 @@ class Sandbox:
                    "x-rate-limit-reset": str(start + RATE_WINDOW_S)}
         return headers, exceeded
 
-    def _check_auth(self, auth: str | None) -> _Reply | None:
+    def _check_auth(self, auth: str | None, signed: tuple) -> _Reply | None:
         if not auth:
             return _json(401, PROBLEMS[401])
         scheme, _, rest = auth.partition(" ")
@@ -502,7 +525,7 @@ class Sandbox:
             if token.startswith(_APP_ONLY_PREFIX):
                 return _json(403, FORBIDDEN["unsupported-authentication"])
         elif scheme == "OAuth":
-            params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+            params = {k: unquote(v) for k, v in re.findall(r'(\w+)="([^"]*)"', rest)}
             required = ("oauth_consumer_key", "oauth_nonce", "oauth_signature", "oauth_signature_method",
                         "oauth_timestamp", "oauth_token")
             if any(not params.get(name) for name in required):
@@ -514,17 +537,28 @@ class Sandbox:
             if skew > 300:  # the API refuses OAuth 1.0a timestamps off by more than a few minutes
                 return _json(401, PROBLEMS[401])
             token = params["oauth_token"]
+            creds = self.oauth1_credentials
+            if creds is not None:
+                if (params["oauth_consumer_key"], token) != (creds["consumer_key"], creds["access_token"]):
+                    return _json(401, PROBLEMS[401])
+                method, base_uri, pairs = signed
+                oauth_pairs = [(k, v) for k, v in params.items() if k.startswith("oauth_") and k != "oauth_signature"]
+                expected = oauth1_signature(method, base_uri, [*pairs, *oauth_pairs], creds["consumer_secret"],
+                                            creds["access_token_secret"])
+                if not hmac.compare_digest(expected, params["oauth_signature"]):
+                    return _json(401, PROBLEMS[401])
         else:
             return _json(401, PROBLEMS[401])
         if self.accept_tokens is not None and token not in self.accept_tokens:
             return _json(401, PROBLEMS[401])
         return None
 
-    def _api(self, method: str, path: str, query: dict[str, str], endpoint: str, auth: str | None) -> _Reply:
+    def _api(self, method: str, path: str, query: dict[str, str], endpoint: str, auth: str | None,
+             signed: tuple) -> _Reply:
         fault = self._take_fault(endpoint)
         if fault is not None and fault.kind == "slow":
             self._sleep(float(fault.opts.get("seconds", 2.0)))
-        reply = self._api_inner(method, path, query, endpoint, auth, fault)
+        reply = self._api_inner(method, path, query, endpoint, auth, fault, signed)
         if fault is not None:
             reply.fault = fault.kind
         reply.headers.setdefault("x-response-time", "17")
@@ -532,7 +566,7 @@ class Sandbox:
         return reply
 
     def _api_inner(self, method: str, path: str, query: dict[str, str], endpoint: str, auth: str | None,
-                   fault: Fault | None) -> _Reply:
+                   fault: Fault | None, signed: tuple) -> _Reply:
         bucket = endpoint if endpoint in RATE_LIMITS else "api"
         if fault is not None and fault.kind in ("401", "403"):
             rate, _ = self._rate_headers(bucket, count=False)
@@ -540,7 +574,7 @@ class Sandbox:
                 return _json(401, PROBLEMS[401], rate)
             reason = str(fault.opts.get("reason", "client-not-enrolled"))
             return _json(403, FORBIDDEN.get(reason, FORBIDDEN["client-not-enrolled"]), rate)
-        refused = self._check_auth(auth)
+        refused = self._check_auth(auth, signed)
         if refused is not None:
             return refused
         if fault is not None and fault.kind == "429":

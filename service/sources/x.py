@@ -13,7 +13,8 @@
   where it was found, and ``XSource.last_gap``) when ``since_id`` is older than 7 days (tweet ids are
   snowflakes: ms = (id >> 22) + 1288834974657), when ``max_pages`` stopped pagination while ``next_token`` was
   still there, or when a poll read as many posts as the window holds (800). A first poll (no ``since_id``) has
-  no gap by definition.
+  no gap by definition. (The API gives a full last page a ``next_token`` even when nothing follows, so a poll
+  whose new posts fill exactly ``max_pages`` pages reports a gap that may not be one: erring on the safe side.)
 * **Errors**: 429 → ``SourceError(retry_after=seconds until x-rate-limit-reset)`` at once, never sleeping;
   5xx, timeouts and connection errors → up to ``retries`` retries with exponential backoff and jitter, slept on
   ``stop`` (a ``threading.Event``: setting it ends the wait and the poll) or an injected ``sleep``, then
