@@ -1,0 +1,223 @@
+"""The timeline pipeline end to end: the real tweepy and httpx clients against the X API sandbox on 127.0.0.1,
+the real store, the model trained on the bundled samples."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+
+import pytest
+from xsandbox import BEARER_TOKEN, no_proxy  # noqa: F401
+
+from service.sandbox import Sandbox
+
+FINAL = {"feed", "review", "dropped", "skipped", "failed"}
+
+
+@pytest.fixture
+def sandbox():
+    with Sandbox() as box:
+        yield box
+
+
+@pytest.fixture
+def service_env(trained, monkeypatch, no_proxy):  # noqa: F811
+    """The trained data dir, pointed at whatever sandbox the test starts (set NIJIFEED_X_API_BASE_URL)."""
+    monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
+    monkeypatch.setenv("NIJIFEED_X_MAX_RESULTS", "5")
+    monkeypatch.setenv("NIJIFEED_X_MAX_PAGES", "20")
+    monkeypatch.setenv("NIJIFEED_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("NIJIFEED_X_BACKOFF", "0.01")
+    monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "0")
+    return trained
+
+
+def use(monkeypatch, sandbox: Sandbox) -> None:
+    monkeypatch.setenv("NIJIFEED_X_API_BASE_URL", sandbox.url)
+
+
+def db(data_dir) -> sqlite3.Connection:
+    conn = sqlite3.connect(data_dir / "nijifeed.sqlite3")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def shown_keys(sandbox: Sandbox) -> set[str]:
+    return {m["media_key"] for post in sandbox.posts() for m in post["shown"]}
+
+
+def assert_routed_exactly_once(conn: sqlite3.Connection) -> None:
+    """Every image has one verdict and one route, and every media row showing it mirrors that route."""
+    per_image = conn.execute("SELECT image_id, count(*) AS n FROM verdicts GROUP BY image_id").fetchall()
+    assert per_image and all(row["n"] == 1 for row in per_image)
+    unrouted = conn.execute(
+        "SELECT count(*) FROM images WHERE route IS NULL AND id IN (SELECT image_id FROM media)"
+    ).fetchone()[0]
+    assert unrouted == 0
+    mismatched = conn.execute(
+        "SELECT count(*) FROM media JOIN images ON images.id = media.image_id WHERE media.status != images.route"
+    ).fetchone()[0]
+    assert mismatched == 0
+    queued = conn.execute("SELECT count(*) FROM review_queue").fetchone()[0]
+    in_review = conn.execute("SELECT count(*) FROM images WHERE route = 'review'").fetchone()[0]
+    audits = conn.execute("SELECT count(*) FROM verdicts WHERE audit = 1").fetchone()[0]
+    assert queued == in_review + audits
+
+
+def test_first_poll_pages_through_the_timeline_and_routes_every_image_once(service_env, sandbox, cli, monkeypatch):
+    use(monkeypatch, sandbox)
+    result = cli("poll")
+    assert "posts" in result.stdout and "feed" in result.stdout
+    conn = db(service_env)
+    posts = sandbox.posts()
+    assert conn.execute("SELECT count(*) FROM posts").fetchone()[0] == len(posts)
+    poll = conn.execute("SELECT * FROM polls").fetchone()
+    assert poll["pages"] >= len(posts) // 5 and poll["posts"] == len(posts) and poll["error"] is None
+    media = {row["media_key"]: row for row in conn.execute("SELECT * FROM media")}
+    assert set(media) == shown_keys(sandbox)
+    assert {row["status"] for row in media.values()} <= FINAL
+    statuses = Counter(row["status"] for row in media.values())
+    assert statuses["feed"] and statuses["review"] and statuses["dropped"]  # the demo shows all three verdicts
+    assert statuses["skipped"] >= 1  # the video's preview, classification of previews being off
+    assert all("preview" in row["reason"] for row in media.values() if row["status"] == "skipped")
+    assert_routed_exactly_once(conn)
+    # the same bytes under two media keys are one image, classified once
+    images = Counter(row["image_id"] for row in media.values() if row["image_id"] is not None)
+    assert max(images.values()) >= 2
+    assert conn.execute("SELECT value FROM kv WHERE key = 'since_id:x'").fetchone()[0] == posts[0]["id"]
+
+
+def test_repeated_polls_read_only_new_posts(service_env, monkeypatch, cli, no_proxy):  # noqa: F811
+    with Sandbox(reveal=12) as sandbox:
+        use(monkeypatch, sandbox)
+        cli("poll")
+        first_newest = sandbox.posts()[0]["id"]
+        sandbox.clear_requests()
+        sandbox.publish(6)
+        cli("poll")
+        timeline = [r for r in sandbox.requests if r.endpoint == "timeline"]
+        assert timeline and all(r.query.get("since_id") == first_newest for r in timeline)
+        conn = db(service_env)
+        polls = conn.execute("SELECT posts FROM polls ORDER BY id").fetchall()
+        assert [p["posts"] for p in polls] == [12, 6]
+        cli("poll")  # nothing new: one request, no posts
+        assert conn.execute("SELECT posts FROM polls ORDER BY id DESC").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM posts").fetchone()[0] == 18
+        assert_routed_exactly_once(conn)
+
+
+def test_retweets_and_quotes_carry_the_original_media(service_env, sandbox, cli, monkeypatch):
+    use(monkeypatch, sandbox)
+    cli("poll")
+    conn = db(service_env)
+    shared = [p for p in sandbox.posts() if p["kind"] in ("retweet", "quote") and p["shown"]]
+    assert {p["kind"] for p in shared} == {"retweet", "quote"}
+    for post in shared:
+        linked = {
+            row[0]
+            for row in conn.execute(
+                "SELECT media.media_key FROM post_media JOIN media ON media.id = post_media.media_id"
+                " WHERE post_media.post_id = ?",
+                (post["id"],),
+            )
+        }
+        assert linked == {m["media_key"] for m in post["shown"]}
+        via = conn.execute("SELECT via FROM posts WHERE id = ?", (post["id"],)).fetchone()[0]
+        assert via == post["kind"]
+
+
+def test_api_faults_are_survived(service_env, sandbox, cli, monkeypatch):
+    use(monkeypatch, sandbox)
+    sandbox.inject("503", times=1)
+    sandbox.inject("slow", times=1, target="timeline", seconds=3)  # beyond the 2 s timeout: retried
+    sandbox.inject("partial_error", times=1)
+    result = cli("poll")
+    assert "API:" in result.output  # the partial error is reported, the data used
+    conn = db(service_env)
+    assert conn.execute("SELECT count(*) FROM posts").fetchone()[0] == len(sandbox.posts())
+    assert_routed_exactly_once(conn)
+
+
+def test_rate_limit_stops_the_poll_without_moving_the_cursor(service_env, cli, monkeypatch, no_proxy):  # noqa: F811
+    with Sandbox(reveal=10) as sandbox:
+        use(monkeypatch, sandbox)
+        cli("poll")
+        conn = db(service_env)
+        cursor = conn.execute("SELECT value FROM kv WHERE key = 'since_id:x'").fetchone()[0]
+        sandbox.publish(5)
+        sandbox.inject("429", times=1, reset_in=120)
+        result = cli("poll", ok=False)
+        assert result.exit_code == 1
+        assert "rate limit" in result.output.lower()
+        assert conn.execute("SELECT value FROM kv WHERE key = 'since_id:x'").fetchone()[0] == cursor
+        assert conn.execute("SELECT error FROM polls ORDER BY id DESC").fetchone()[0]
+        cli("poll")
+        assert conn.execute("SELECT count(*) FROM posts").fetchone()[0] == 15
+
+
+def test_broken_image_is_recorded_as_failed_with_a_reason(service_env, sandbox, cli, monkeypatch):
+    use(monkeypatch, sandbox)
+    sandbox.inject("broken_image", times=2)
+    cli("poll")
+    conn = db(service_env)
+    failed = conn.execute("SELECT media_key, reason FROM media WHERE status = 'failed'").fetchall()
+    assert len(failed) == 2
+    assert all("corrupt" in row["reason"] or "truncated" in row["reason"] for row in failed)
+    shown = json.loads(cli("media", "show", failed[0]["media_key"]).stdout)
+    assert shown["status"] == "failed" and shown["reason"] == failed[0]["reason"]
+    assert shown["posts"], "the failed image still names the posts that carry it"
+
+
+def test_without_a_model_images_wait_and_are_routed_after_training(
+    samples, sandbox, cli, monkeypatch, tmp_path, no_proxy  # noqa: F811
+):
+    data_dir = tmp_path / "fresh"
+    monkeypatch.setenv("NIJIFEED_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
+    use(monkeypatch, sandbox)
+    assert "waiting for a model" in cli("poll").stdout
+    conn = db(data_dir)
+    assert conn.execute("SELECT count(*) FROM media WHERE status = 'downloaded'").fetchone()[0] > 0
+    assert conn.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 0
+    cli("train", "--from-folders", samples / "train/not2d", samples / "train/2d", "--model", "lr")
+    cli("poll")
+    assert conn.execute("SELECT count(*) FROM media WHERE status IN ('downloaded', 'pending')").fetchone()[0] == 0
+    assert_routed_exactly_once(conn)
+
+
+def test_audit_share_goes_to_review_marked_as_audit(service_env, sandbox, cli, monkeypatch):
+    use(monkeypatch, sandbox)
+    monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "1.0")
+    cli("poll")
+    conn = db(service_env)
+    confident = conn.execute("SELECT count(*) FROM verdicts WHERE verdict != 'uncertain'").fetchone()[0]
+    audits = conn.execute("SELECT count(*) FROM review_queue WHERE reason = 'audit'").fetchone()[0]
+    assert confident > 0 and audits == confident
+    items = json.loads(cli("review", "list", "--json", "--limit", "500").stdout)
+    assert {i["reason"] for i in items} == {"audit", "uncertain"}
+    assert all(i["media_key"] for i in items)
+    # most uncertain first
+    margins = [i["margin"] for i in items if i["reason"] == "uncertain"]
+    assert margins == sorted(margins)
+
+
+def test_faces_show_what_happened_to_each_picture(service_env, sandbox, cli, monkeypatch):
+    use(monkeypatch, sandbox)
+    cli("poll")
+    listed = json.loads(cli("media", "list", "--json", "--limit", "1000").stdout)
+    assert {m["media_key"] for m in listed} == shown_keys(sandbox)
+    skipped = json.loads(cli("media", "list", "--status", "skipped", "--json").stdout)
+    assert skipped and all(m["status"] == "skipped" and m["reason"] for m in skipped)
+    entries = json.loads(cli("feed", "--json").stdout)
+    assert entries
+    times = [e["created_at"] for e in entries]
+    assert times == sorted(times, reverse=True)
+    feed_keys = {m["media_key"] for m in listed if m["status"] == "feed"}
+    for entry in entries:
+        assert entry["images"] and all(image["media_key"] in feed_keys for image in entry["images"])
+    assert len({e["post_id"] for e in entries}) == len(entries)
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["reads_today"] >= len(sandbox.posts())
+    assert status["active_model"] == 1
+    assert status["review_queue"] == len(json.loads(cli("review", "list", "--json", "--limit", "1000").stdout))
