@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,10 @@ def isolated_env(monkeypatch, tmp_path):
         if name.startswith("NIJIFEED_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("NIJIFEED_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("COLUMNS", "200")  # rich wraps tables at the terminal width; keep rows on one line
+    monkeypatch.setenv("COLUMNS", "200")
+    # The CLI quiets chatty library loggers; undo that after each test so log assertions see them again.
+    for name in ("httpx", "httpcore", "apscheduler", "tweepy"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)  # rich wraps tables at the terminal width; keep rows on one line
 
 
 @pytest.fixture

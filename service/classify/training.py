@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
 from service.classify.evaluate import evaluate, risk_coverage

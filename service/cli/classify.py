@@ -261,7 +261,7 @@ def model_info(
     if as_json:
         print(json.dumps(meta, indent=2, default=str))
         return
-    cv = meta.pop("cv")
+    meta.pop("cv")  # shown below as tables, not as one JSON cell
     table = Table(title=f"model v{model.version} (active)", show_header=False)
     for key, value in meta.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict | list | tuple) else str(value))

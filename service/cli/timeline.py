@@ -12,13 +12,9 @@ import typer
 from rich.table import Table
 
 from service.cli.base import Context, app, command, console, ctx_of, err
-from service.feed import feed_entries
-from service.review import open_items
 
 media_app = typer.Typer(no_args_is_help=True, help="Every image the service has seen, and what happened to it.")
-review_app = typer.Typer(no_args_is_help=True, help="The review queue.")
 app.add_typer(media_app, name="media")
-app.add_typer(review_app, name="review")
 
 STATUSES = ("pending", "downloaded", "feed", "review", "dropped", "failed", "skipped")
 
@@ -163,52 +159,6 @@ def media_show(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="I
     item.update(width=row["width"], height=row["height"], cache_path=row["cache_path"], routed_by=row["routed_by"],
                 margin=row["margin"], audit=bool(row["audit"]) if row["audit"] is not None else None)
     print(json.dumps(item, indent=2))
-
-
-# --- feed and review --------------------------------------------------------------------------------------------
-
-
-@command()
-def feed(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    limit: Annotated[int, typer.Option(help="at most this many posts")] = 50,
-    since: Annotated[Optional[str], typer.Option(help="only posts at or after this ISO time")] = None,
-) -> None:
-    """The 2D-only timeline, newest first."""
-    entries = feed_entries(ctx_of(ctx).store, limit=limit, since=since)
-    if as_json:
-        print(json.dumps([e.to_dict() for e in entries], indent=2))
-        return
-    for entry in entries:
-        who = f"{entry.author_name or ''} @{entry.author_handle or '?'}"
-        console.print(f"[bold]{who}[/bold] · {entry.created_at} · {entry.url}", highlight=False)
-        if entry.text:
-            console.print(f"  {entry.text}", highlight=False)
-        for image in entry.images:
-            console.print(f"  🖼  {image.url}  p(2D)={image.p_2d:.2f} (model v{image.model_version})", highlight=False)
-    if not entries:
-        console.print("the feed is empty")
-
-
-@command(review_app, "list")
-def review_list(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    limit: Annotated[int, typer.Option(help="at most this many")] = 100,
-) -> None:
-    """The review queue, most uncertain first."""
-    items = open_items(ctx_of(ctx).store, limit=limit)
-    if as_json:
-        print(json.dumps([i.to_dict() for i in items], indent=2))
-        return
-    table = Table(title=f"review queue ({len(items)} shown)")
-    for column in ("image", "media_key", "why", "p(2D)", "margin", "url"):
-        table.add_column(column)
-    for item in items:
-        table.add_row(str(item.image_id), item.media_key or "", item.reason, f"{item.p_2d:.2f}", f"{item.margin:.2f}",
-                      item.url or "")
-    console.print(table)
 
 
 # --- demo -------------------------------------------------------------------------------------------------------

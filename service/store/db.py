@@ -29,7 +29,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .feed_queries import FeedQueries
 from .journey import JourneyQueries
+from .review_queries import ReviewQueries
 from .migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -179,7 +181,7 @@ def _chunks(ids: list[int], size: int = _IN_CHUNK) -> Iterator[list[int]]:
         yield ids[start : start + size]
 
 
-class Store(JourneyQueries):
+class Store(JourneyQueries, FeedQueries, ReviewQueries):
     """One connection to the store, with the queries the parts use. Create with ``Store.open(path)``."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

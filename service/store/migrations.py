@@ -175,5 +175,28 @@ ALTER TABLE posts ADD COLUMN via TEXT CHECK (via IN ('retweet', 'quote'));
 ALTER TABLE posts ADD COLUMN via_id TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+_V3 = """
+-- Forwards of feed entries to elsewhere (a repost or bookmark on X, a webhook). One row per (post, forwarder),
+-- created in the same transaction that puts the post in the feed, so each entry is forwarded exactly once; a
+-- failed delivery is retried with backoff (next_attempt_at), and a crash between sending and recording it is the
+-- only window in which a forward can repeat (webhook receivers get an idempotency key for that).
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    post_id         TEXT    NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
+    forwarder       TEXT    NOT NULL,
+    status          TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT    NOT NULL,
+    last_error      TEXT,
+    created_at      TEXT    NOT NULL,
+    delivered_at    TEXT,
+    UNIQUE (post_id, forwarder)
+);
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+
+-- When a cached image (or its thumbnail) was last served, for the cache's least-recently-used eviction.
+ALTER TABLE images ADD COLUMN last_served_at TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 """Schema scripts, oldest first; index i holds schema version i + 1. Append only."""
