@@ -61,8 +61,11 @@ class PresetError(ValueError):
     """A preset file or value is wrong; the message names the file and the key."""
 
 
-class ModelLoadError(Exception):
-    """The model file cannot be used with its preset: missing, not ONNX, or its inputs/outputs do not match."""
+class ModelLoadError(ValueError):
+    """The model file cannot be used with its preset: missing, not ONNX, or its inputs/outputs do not match.
+
+    A ``ValueError``: it is a bad configured value (the path), reported to the user like any other.
+    """
 
 
 class ModelNotFoundError(ModelLoadError, FileNotFoundError):
