@@ -221,3 +221,16 @@ GROUPS = {
     "dark": dark,
     "wavelet": wavelet,
 }
+
+
+def lbp_r2(p):
+    y = luma_of(p)
+    return [*_lbp_riu2(y, 2), *_lbp_riu2(B._half(y), 1)]
+
+
+def lbp_r1(p):
+    return _lbp_riu2(luma_of(p), 1)
+
+
+GROUPS["lbp_r2"] = lbp_r2
+GROUPS["lbp_r1"] = lbp_r1

@@ -1,6 +1,7 @@
 """Grouped cross-validation of classifiers and reject rules on a labelled image folder (the dev set).
 
     python benchmarks/dev_eval.py [--dataset DIR] [--repeats 3] [--models rf-published,lr,...] [--categories]
+                                  [--fixed 0.4/0.3,...] [--first 61] [--no-inner]
 
 The dataset folder holds ``manifest.csv`` (columns file,label,category,...,group; label ``2d``/``not2d``) and the
 files it names. Near-duplicates share a ``group``, so every split is a ``StratifiedGroupKFold`` on that column;
@@ -13,6 +14,10 @@ For each model, out-of-fold probabilities are scored under three rules:
   confident-2D precision reaches ``--target`` (0.98) and stays there for every larger threshold.
 * ``tp-asym``: the 2D side uses the ``tp`` threshold, the not-2D side keeps 0.3 (a lost 2D image costs less than
   a wrong one in the feed, so only the 2D side pays for the precision target).
+* ``mA/B`` (``--fixed``): fixed asymmetric margins, A on the 2D side and B on the not-2D side.
+
+Recommended default (builtin-v2 features): ``et-mf0.3`` = ExtraTrees(300, min_samples_leaf=2, max_features=0.3),
+uncalibrated, rule m0.4/0.3. ``--first 61`` keeps only the builtin-v1 columns (feature ablation).
 
 Columns: acc = argmax accuracy on all images; review = share sent to review; prec2d = share of confident 2D
 verdicts that are truly 2D; feed2d = share of ALL 2D images that get a confident 2D verdict; thr = mean threshold.
@@ -32,22 +37,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.calibration import CalibratedClassifierCV  # noqa: E402
-from sklearn.ensemble import (  # noqa: E402
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import (
     ExtraTreesClassifier,
     HistGradientBoostingClassifier,
     RandomForestClassifier,
     VotingClassifier,
 )
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.svm import SVC  # noqa: E402
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
-from service.features.builtin import BuiltinExtractor  # noqa: E402
-from service.features.images import load_image  # noqa: E402
+from service.features.builtin import BuiltinExtractor
+from service.features.images import load_image
 
 DEFAULT_DATASET = Path("/work/shared/datasets/dev")
 BASE_MARGIN = 0.3
@@ -87,8 +91,8 @@ def load_dataset(folder: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray,
 # ---------------------------------------------------------------- models
 
 
-def calibrated(model) -> CalibratedClassifierCV:
-    return CalibratedClassifierCV(model, method="sigmoid", cv=StratifiedKFold(5, shuffle=True, random_state=0))
+def calibrated(model, method: str = "sigmoid") -> CalibratedClassifierCV:
+    return CalibratedClassifierCV(model, method=method, cv=StratifiedKFold(5, shuffle=True, random_state=0))
 
 
 def make_models(seed: int) -> dict[str, Callable[[], object]]:
@@ -100,8 +104,9 @@ def make_models(seed: int) -> dict[str, Callable[[], object]]:
     def rf():
         return RandomForestClassifier(n_estimators=300, min_samples_leaf=2, max_features="sqrt", random_state=seed)
 
-    def et():
-        return ExtraTreesClassifier(n_estimators=300, min_samples_leaf=2, max_features="sqrt", random_state=seed)
+    def et(n=300, leaf=2, mf="sqrt", cw=None):
+        return ExtraTreesClassifier(n_estimators=n, min_samples_leaf=leaf, max_features=mf, class_weight=cw,
+                                    random_state=seed)
 
     def hgb():
         return HistGradientBoostingClassifier(max_depth=3, learning_rate=0.1, max_iter=100, l2_regularization=1.0,
@@ -123,6 +128,16 @@ def make_models(seed: int) -> dict[str, Callable[[], object]]:
         "rf+cal": lambda: calibrated(rf()),
         "et": et,
         "et+cal": lambda: calibrated(et()),
+        "et+iso": lambda: calibrated(et(), "isotonic"),
+        "et500": lambda: et(500),
+        "et-leaf1": lambda: et(leaf=1),
+        "et-leaf3": lambda: et(leaf=3),
+        "et-mf0.3": lambda: et(mf=0.3),
+        "et-log2": lambda: et(mf="log2"),
+        "et-mf0.5": lambda: et(mf=0.5),
+        "et-mf0.3-500": lambda: et(500, mf=0.3),
+        "et-bal": lambda: et(cw="balanced_subsample"),
+        "et+lr": lambda: VotingClassifier([("et", et()), ("lr", lr())], voting="soft", weights=[2, 1]),
         "hgb": hgb,
         "svm": svm,
         "ensemble": ensemble,
@@ -188,13 +203,15 @@ def oof_probs(factory, X, y, groups, seed, folds, target, inner: bool) -> tuple[
 # ---------------------------------------------------------------- report
 
 
-def evaluate(name, factory, X, y, groups, seeds, folds, target, inner=True):
-    rows: dict[str, list[dict]] = {"m0.3": [], "tp": [], "tp-asym": []}
+def evaluate(name, factory, X, y, groups, seeds, folds, target, inner=True, fixed=()):
+    rows: dict[str, list[dict]] = {"m0.3": [], **{f"m{a:g}/{b:g}": [] for a, b in fixed}, "tp": [], "tp-asym": []}
     probs = []
     for seed in seeds:
         p, thr = oof_probs(factory, X, y, groups, seed, folds, target, inner)
         probs.append(p)
         rows["m0.3"].append(metrics(y, p, BASE_MARGIN, BASE_MARGIN) | {"thr": BASE_MARGIN})
+        for a, b in fixed:
+            rows[f"m{a:g}/{b:g}"].append(metrics(y, p, a, b) | {"thr": a})
         if inner:
             rows["tp"].append(metrics(y, p, thr, thr) | {"thr": float(thr.mean())})
             rows["tp-asym"].append(metrics(y, p, thr, BASE_MARGIN) | {"thr": float(thr.mean())})
@@ -237,23 +254,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--no-inner", action="store_true", help="skip the nested threshold choice (faster)")
     ap.add_argument("--categories", default="", help="comma-separated models to break down by category")
+    ap.add_argument("--first", type=int, default=0,
+                    help="keep only the first N feature columns (61 = the builtin-v1 set, an ablation)")
+    ap.add_argument("--fixed", default="", help="extra fixed margin rules 'T2D/TNOT,...', e.g. 0.4/0.3")
     args = ap.parse_args(argv)
 
     X, y, groups, categories, _ = load_dataset(args.dataset, args.cache_dir)
+    if args.first:
+        X = X[:, : args.first]
     print(f"{len(y)} images ({y.sum()} 2D), {len(set(groups))} groups, {X.shape[1]} features; "
           f"{args.folds}-fold StratifiedGroupKFold x {args.repeats} seeds, target 2D precision {args.target}\n")
     seeds = list(range(args.repeats))
+    fixed = [tuple(float(v) for v in r.split("/")) for r in args.fixed.split(",") if r]
     factories = make_models(seed=0)
     wanted = [m for m in args.models.split(",") if m] or list(factories)
     results, mean_probs = {}, {}
     for name in wanted:
         start = time.perf_counter()
         results[name], mean_probs[name] = evaluate(name, factories[name], X, y, groups, seeds, args.folds,
-                                                   args.target, inner=not args.no_inner)
+                                                   args.target, inner=not args.no_inner, fixed=fixed)
         print(f"  {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     print_table(results)
     for name in [m for m in args.categories.split(",") if m]:
         print_categories(name, y, mean_probs[name], categories, BASE_MARGIN, BASE_MARGIN)
+        for a, b in fixed:
+            print_categories(name, y, mean_probs[name], categories, a, b)
         if "tp" in results[name]:
             t = float(np.mean([r["thr"] for r in results[name]["tp"]]))
             print_categories(name, y, mean_probs[name], categories, t, BASE_MARGIN)

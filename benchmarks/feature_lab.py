@@ -20,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sklearn.ensemble import ExtraTreesClassifier  # noqa: E402
-from sklearn.metrics import log_loss, roc_auc_score  # noqa: E402
-from sklearn.model_selection import StratifiedGroupKFold  # noqa: E402
+from sklearn.ensemble import ExtraTreesClassifier
+from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
 
-from service.features import builtin as B  # noqa: E402
-from service.features.images import load_image  # noqa: E402
+from service.features import builtin as B
+from service.features.images import load_image
 
 DATASET = Path("/work/shared/datasets/dev")
 
@@ -80,7 +80,7 @@ def main() -> int:
     y = np.array([r["label"] == "2d" for r in rows], int)
     groups = np.array([r["group"] for r in rows])
     base = np.load("/tmp/nijifeed_dev_builtin-v1_256.npz")["X"]
-    import candidates as C  # noqa: E402  (benchmarks/candidates.py, next to this file)
+    import candidates as C
 
     names = [g for g in args.groups.split(",") if g] or list(C.GROUPS)
     feats = {}

@@ -47,12 +47,15 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(60_000_000, ge=10_000, description="Pillow's decompression-bomb limit.")
 
     # Classification and the reject rule
-    model: Literal["rf", "rf-published", "lr", "hgb", "svm", "ensemble"] = "ensemble"
+    model: Literal["et", "rf", "rf-published", "lr", "hgb", "svm", "ensemble"] = "et"
     score_kind: ScoreKind = "margin"
     threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="Override the active model's threshold (margin 0.3 is the published rule)."
     )
     target_precision: float = Field(0.98, gt=0.5, le=1.0, description="2D precision the threshold is chosen for.")
+    min_margin_2d: float = Field(
+        0.4, ge=0.0, lt=1.0, description="The 2D threshold chosen at training is never looser than this margin."
+    )
     cv_folds: int = Field(5, ge=2, le=20)
     seed: int = 0
 
@@ -90,6 +93,35 @@ class Settings(BaseSettings):
     # Routing
     audit_rate: float = Field(0.02, ge=0, le=1, description="Share of confident verdicts also sent to review.")
 
+    # Review and retraining
+    review_graphics: Literal["auto", "kitty", "iterm", "sixel", "blocks", "none"] = Field(
+        "auto", description="How `nijifeed review` draws images: auto detects the terminal's protocol."
+    )
+    review_audit_every: int = Field(5, ge=1, le=100, description="One audit item in every this many shown.")
+    retrain_after_labels: int = Field(
+        20, ge=0, description="Retrain once this many new labels exist since the last training; 0 disables."
+    )
+
+    # Web and forwarders
+    web_token: SecretStr | None = Field(
+        None, description="Access token for the web face; required when web_host is not a loopback address."
+    )
+    web_page_size: int = Field(30, ge=1, le=200, description="Posts per page of the web timeline and the feeds.")
+    web_thumb_size: int = Field(480, ge=64, le=2048, description="Longest side, in pixels, of served thumbnails.")
+    cache_max_bytes: int = Field(
+        2_000_000_000, ge=0, description="Bound of the image cache (originals + thumbnails); 0: unbounded."
+    )
+    cache_keep_entries: int = Field(
+        200, ge=0, description="Images of the newest this many feed posts are never evicted from the cache."
+    )
+    forward_x_repost: bool = Field(False, description="Repost (retweet) each new feed post with the X account.")
+    forward_x_bookmark: bool = Field(False, description="Bookmark each new feed post with the X account.")
+    forward_webhook_url: SecretStr | None = Field(None, description="POST each new feed post here (JSON).")
+    forward_webhook_format: Literal["json", "discord"] = Field("json", description="Webhook body: json or discord.")
+    forward_interval: int = Field(60, ge=1, description="Seconds between deliveries of the forwarders' outbox.")
+    forward_max_attempts: int = Field(8, ge=1, le=50, description="Tries of one forward before it is given up.")
+    forward_backoff: float = Field(30.0, gt=0, description="Seconds before the first retry; doubled each time.")
+
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
@@ -103,6 +135,13 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("expected an http(s) URL such as https://api.twitter.com")
         return value.rstrip("/")
+
+    @field_validator("forward_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("expected an http(s) URL")
+        return value
 
     @field_validator("i2v_model", "onnx_model", "onnx_preset")
     @classmethod

@@ -136,3 +136,45 @@ def test_line_art_is_ink_on_paper(feats):
     assert line["ink_share"] > 0.02
     assert line["edge_crispness"] > feats["photo"]["edge_crispness"]
     assert cartoon_["vivid_share"] > line["vivid_share"]
+
+
+def pink_noise(size: int = 256, seed: int = 0) -> Image.Image:
+    """Grey noise with power ~ 1/f^2 (amplitude 1/f): the natural-image spectrum."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    f = np.sqrt(fx**2 + fy**2)
+    f[0, 0] = 1.0
+    spectrum = (rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f
+    field = np.fft.irfft2(spectrum, s=(size, size))
+    field = 128 + 50 * (field - field.mean()) / field.std()
+    return Image.fromarray(np.clip(field, 0, 255).astype(np.uint8), "L").convert("RGB")
+
+
+def test_version_and_v1_prefix(extractor):
+    assert extractor.name == "builtin-v2"
+    assert extractor.dim == 89
+    assert extractor.feature_names[60] == "block_chroma_std_q50"  # v1's 61 features come first, unchanged
+
+
+def test_natural_spectrum_slope_is_near_minus_two(extractor):
+    row = dict(zip(extractor.feature_names, extractor.extract([pink_noise()])[0]))
+    assert -2.6 < 4 * row["spectrum_slope"] < -1.4
+    assert abs(row["spectrum_anisotropy"]) < 0.5
+
+
+def test_stripes_are_anisotropic(extractor):
+    stripes = np.zeros((128, 128, 3), np.uint8)
+    stripes[:, ::8] = 255
+    row = dict(zip(extractor.feature_names, extractor.extract([Image.fromarray(stripes, "RGB")])[0]))
+    assert row["spectrum_anisotropy"] > 2.0
+
+
+def test_lbp_histograms_are_distributions(feats):
+    for kind in ("cartoon", "photo", "line"):
+        for prefix in ("lbp2_", "lbp_half_"):
+            total = sum(v for k, v in feats[kind].items() if k.startswith(prefix))
+            assert total == pytest.approx(1.0, abs=1e-4)
+    # flat fills sit in the extreme bins, noise in the non-uniform one
+    assert feats["cartoon"]["lbp2_nonuniform"] < feats["photo"]["lbp2_nonuniform"]
+    assert feats["cartoon"]["lbp2_0"] + feats["cartoon"]["lbp2_8"] > feats["photo"]["lbp2_0"] + feats["photo"]["lbp2_8"]

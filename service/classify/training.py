@@ -16,7 +16,7 @@ from service.classify.evaluate import evaluate, risk_coverage
 from service.classify.models import build_model
 from service.classify.registry import ModelMeta, TrainedModel, dataset_hash
 from service.classify.thresholds import choose_threshold
-from service.classify.uncertainty import Rule, ScoreKind
+from service.classify.uncertainty import Rule, ScoreKind, threshold_from_margin
 
 
 def near_duplicate_groups(dhashes: Sequence[int], max_distance: int = 6) -> np.ndarray:
@@ -63,6 +63,11 @@ def out_of_fold(
     return p
 
 
+def _tighter(a: float, b: float, kind: ScoreKind) -> float:
+    """The stricter of two thresholds: larger for margin ("margin < t" is unsure), smaller for the others."""
+    return max(a, b) if kind == "margin" else min(a, b)
+
+
 @dataclass
 class TrainingData:
     X: np.ndarray
@@ -86,18 +91,21 @@ def train(
     score_kind: ScoreKind = "margin",
     target_precision: float = 0.98,
     fixed_threshold: float | None = None,
+    min_margin_2d: float = 0.0,
     folds: int = 5,
     seed: int = 0,
 ) -> TrainedModel:
     """Fit ``kind`` on ``data``; the 2D threshold comes from ``target_precision`` unless ``fixed_threshold``."""
     check_trainable(data.y)
     p_oof = out_of_fold(data.X, data.y, data.groups, kind, folds=folds, seed=seed)
-    default = Rule(score_kind, fixed_threshold if fixed_threshold is not None else 0.3)
+    default = Rule(score_kind, fixed_threshold if fixed_threshold is not None else threshold_from_margin(0.3, score_kind))
     choice = choose_threshold(data.y, p_oof, target=target_precision, kind=score_kind)
     if fixed_threshold is None:
         # The 2D side gets the threshold that meets the precision target; the not-2D side keeps the default,
         # never stricter than it needs to be (a tighter 2D threshold must not send more not-2D to review).
-        rule = Rule(score_kind, choice.threshold, threshold_not2d=default.threshold)
+        # The chosen value is noisy on a small training set, so it may only tighten the measured floor.
+        rule = Rule(score_kind, _tighter(choice.threshold, threshold_from_margin(min_margin_2d, score_kind), score_kind),
+                    threshold_not2d=threshold_from_margin(0.3, score_kind))
     else:
         rule = default
     splits = grouped_splits(data.y, data.groups, 3, seed)

@@ -100,6 +100,14 @@ def verdicts(probs: np.ndarray, rule: Rule = Rule()) -> np.ndarray:
     return out.astype(str)
 
 
+def threshold_from_margin(m: float, kind: ScoreKind) -> float:
+    """The threshold of ``kind`` that, for two classes, decides exactly the rows a margin threshold ``m`` does."""
+    top = np.array([[(1 - m) / 2, (1 + m) / 2]])
+    if kind == "margin":
+        return float(m)
+    return float(uncertainty(top, kind)[0])
+
+
 def query_order(probs: np.ndarray, kind: ScoreKind = "margin") -> np.ndarray:
     """Indices most-uncertain first: the order a review queue (uncertainty sampling) presents images in."""
     return np.argsort(-uncertainty(probs, kind), kind="stable")

@@ -38,20 +38,54 @@ from service.pipeline import folders
 def train(
     ctx: typer.Context,
     from_folders: Annotated[
-        tuple[Path, Path], typer.Option("--from-folders", metavar="NEG_DIR POS_DIR", help="not-2D folder, 2D folder")
-    ],
+        Optional[tuple[Path, Path]],
+        typer.Option("--from-folders", metavar="NEG_DIR POS_DIR",
+                     help="not-2D folder, 2D folder; without it: every label in the store plus the first folders"),
+    ] = None,
     model: Annotated[Optional[str], typer.Option(help=f"one of: {', '.join(MODELS)}")] = None,
     target_precision: Annotated[Optional[float], typer.Option(help="2D precision the threshold aims for")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="fixed threshold instead of the precision target")] = None,
 ) -> None:
-    """Learn "2D or not" from two labelled folders (the published 0/ and 1/), report CV figures, activate it."""
+    """Learn "2D or not" from labelled folders, or from your review answers plus the folders first used; report
+    CV figures before and after, activate the new model and re-score the images waiting for review."""
+    from service.classify import loop
+
     app_ctx = ctx_of(ctx)
     kind = model or app_ctx.settings.model
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
-    trained = train_from_folders(app_ctx, *from_folders, kind=kind, target_precision=target_precision,
-                                 threshold=threshold)
+    store = app_ctx.store
+    previous = store.active_model()
+    queue_before = store.open_review_count()
+    if from_folders is not None:
+        trained = train_from_folders(app_ctx, *from_folders, kind=kind, target_precision=target_precision,
+                                     threshold=threshold)
+        rescored = loop.rescore_queue(store, trained, app_ctx.extractor, app_ctx.settings)
+        cv_before = loop.cv_figures(previous)
+    else:
+        with console.status("gathering labels and features"):
+            result = loop.retrain(app_ctx.settings, store, app_ctx.extractor, kind=kind,
+                                  target_precision=target_precision, threshold=threshold)
+        t = result.training
+        folders = f"{t.folders[0]} and {t.folders[1]}" if t.folders else "no folders"
+        console.print(f"trained [bold]{kind}[/bold] on {len(t.data.y)} images: {t.from_labels} labels from the "
+                      f"store, {t.from_folders} from {folders} ({t.overridden} folder answers overridden by a label)")
+        for reason in t.unusable:
+            err.print(f"[yellow]not used[/yellow] {reason}", highlight=False)
+        trained, rescored, cv_before = result.model, result.rescored, result.cv_before
     print_training_report(trained)
+    if cv_before is not None:
+        console.print(metrics_table(
+            "before → after (each model cross-validated on its own training set)",
+            {f"before (v{previous['version']})": cv_before["at_rule"],
+             f"after (v{trained.version})": trained.meta.cv["at_rule"]},
+        ))
+        console.print(f"review rate (CV): {fmt(cv_before['at_rule']['review_rate'])} → "
+                      f"{fmt(trained.meta.cv['at_rule']['review_rate'])}")
+    queue_after = store.open_review_count()
+    console.print(f"review queue: {queue_before} → {queue_after} ({rescored['feed']} sent to the feed and "
+                  f"{rescored['dropped']} dropped by the new model, {rescored['audit']} kept as audit items, "
+                  f"{rescored['uncertain']} still uncertain)")
     console.print(f"model v{trained.version} is now active")
 
 
@@ -92,6 +126,7 @@ def train_from_folders(
         score_kind=settings.score_kind,
         target_precision=target_precision or settings.target_precision,
         fixed_threshold=threshold if threshold is not None else settings.threshold,
+        min_margin_2d=settings.min_margin_2d,
         folds=settings.cv_folds,
         seed=settings.seed,
     )

@@ -1,19 +1,70 @@
-"""The local copy of every image the pipeline accepted, by content hash.
+"""The local copy of every image the pipeline accepted, by content hash, and thumbnails made from it.
 
 Written before the image is marked downloaded, so a crash between download and classification resumes from disk
-instead of the network (the post may be gone by then). The web feed serves these copies too.
+instead of the network (the post may be gone by then). The web face serves these copies and their thumbnails, so
+the page works when the original host is slow or the post was deleted.
+
+**Bounded.** ``enforce_limit`` keeps originals plus thumbnails under a byte bound by evicting the least recently
+served images first (``images.last_served_at``, else when they were routed). Never evicted: images not yet routed
+(the pipeline still needs their bytes), images waiting in the review queue (a person still has to see them), and
+the images of the newest ``keep_entries`` feed entries (the page's first screens always come from the cache). An
+evicted image keeps its row (``cache_path`` becomes NULL); the web face then redirects to its original URL.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import features
+
+from service.features.images import ImageLimits, load_image
+
+if TYPE_CHECKING:
+    from service.config import Settings
+    from service.store import Store
+
+log = logging.getLogger(__name__)
+
+_THUMB_FORMAT, THUMB_MIME = ("WEBP", "image/webp") if features.check("webp") else ("JPEG", "image/jpeg")
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_mime(head: bytes) -> str | None:
+    """The media type of image bytes from their first 12 bytes; None when not a web image format."""
+    for signature, mime in _SIGNATURES:
+        if head.startswith(signature):
+            return mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@dataclass
+class Eviction:
+    before: int  # bytes on disk before
+    after: int
+    evicted: int  # images
 
 
 class ImageCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, thumbs_root: Path | None = None) -> None:
         self.root = root
+        self.thumbs_root = thumbs_root or root.parent / "thumbs"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageCache:
+        return cls(settings.cache_dir)
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -21,19 +72,8 @@ class ImageCache:
     def put(self, sha256: str, data: bytes) -> Path:
         """Write atomically (temp file, fsync, rename): a reader never sees half an image."""
         path = self.path_for(sha256)
-        if path.exists():
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if not path.exists():
+            _write_atomic(path, data)
         return path
 
     def get(self, sha256: str) -> bytes | None:
@@ -41,3 +81,104 @@ class ImageCache:
             return self.path_for(sha256).read_bytes()
         except FileNotFoundError:
             return None
+
+    def mime(self, sha256: str) -> str | None:
+        """The cached original's media type, from its first bytes; None when not cached."""
+        try:
+            with self.path_for(sha256).open("rb") as handle:
+                return sniff_mime(handle.read(12)) or "application/octet-stream"
+        except FileNotFoundError:
+            return None
+
+    # --- thumbnails -----------------------------------------------------------------------------------------------
+
+    def thumb_path(self, sha256: str, size: int) -> Path:
+        return self.thumbs_root / str(size) / sha256[:2] / f"{sha256}.{_THUMB_FORMAT.lower()}"
+
+    def thumbnail(self, sha256: str, size: int, limits: ImageLimits = ImageLimits()) -> Path | None:
+        """The thumbnail (longest side ``size``, WebP or JPEG), made on first use from the cached original; None
+        when the original is not cached. Raises ``ImageError`` when the original cannot be decoded."""
+        path = self.thumb_path(sha256, size)
+        if path.exists():
+            return path
+        data = self.get(sha256)
+        if data is None:
+            return None
+        image = load_image(data, limits=limits, draft_size=size, name=sha256)
+        image.thumbnail((size, size))
+        out = BytesIO()
+        image.save(out, _THUMB_FORMAT, quality=82)
+        _write_atomic(path, out.getvalue())
+        return path
+
+    # --- the bound ------------------------------------------------------------------------------------------------
+
+    def size_on_disk(self) -> int:
+        return sum(_tree_size(folder) for folder in (self.root, self.thumbs_root))
+
+    def remove(self, sha256: str) -> int:
+        """Delete an image's original and every thumbnail of it; returns the bytes freed."""
+        paths = [self.path_for(sha256)]
+        if self.thumbs_root.is_dir():
+            paths += [d / sha256[:2] / self.thumb_path(sha256, 0).name for d in self.thumbs_root.iterdir()]
+        freed = 0
+        for path in paths:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+                freed += size
+            except FileNotFoundError:
+                pass
+        return freed
+
+    def enforce_limit(self, store: Store, *, max_bytes: int, keep_entries: int) -> Eviction:
+        """Evict least recently served images until the cache fits ``max_bytes`` (0: no bound); see the module
+        docstring for what is never evicted."""
+        before = total = self.size_on_disk()
+        evicted = 0
+        if max_bytes and total > max_bytes:
+            for row in store.eviction_candidates(store.newest_feed_images(keep_entries)):
+                total -= self.remove(row["sha256"])
+                store.image_evicted(int(row["id"]))
+                evicted += 1
+                if total <= max_bytes:
+                    break
+            if total > max_bytes:
+                log.warning("image cache: %d bytes after eviction, above its bound of %d; what is left is kept on "
+                            "purpose (unrouted, in review, or in the newest %d feed posts)", total, max_bytes,
+                            keep_entries)
+        if evicted:
+            log.info("image cache: evicted %d images, %d → %d bytes", evicted, before, total)
+        return Eviction(before, total, evicted)
+
+
+def enforce_cache_limit(settings: Settings, store: Store) -> Eviction:
+    """The daemon's cache job: ``NIJIFEED_CACHE_MAX_BYTES`` and ``NIJIFEED_CACHE_KEEP_ENTRIES`` applied."""
+    return ImageCache.from_settings(settings).enforce_limit(
+        store, max_bytes=settings.cache_max_bytes, keep_entries=settings.cache_keep_entries
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _tree_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:  # removed while we walked
+                pass
+    return total

@@ -1,39 +1,10 @@
-"""The review queue: images the model was unsure of (and an audit sample of sure ones), waiting for a person."""
+"""The review queue: images the model was unsure of (and an audit sample of sure ones), waiting for a person.
 
-from __future__ import annotations
+``queue`` orders items and stores answers (with undo); ``session`` is the interactive terminal loop, drawing
+images with ``graphics`` and reading single keys with ``keys``; ``folders`` exports the queue to a folder and
+imports answers sorted into ``2d/`` and ``not2d/``; ``report`` and ``page`` measure what the answers say.
+"""
 
-from dataclasses import asdict, dataclass
+from service.review.queue import ReviewItem, UndoError, interleave, label, open_items, parse_label, resolve, undo
 
-from service.store import Store
-
-
-@dataclass
-class ReviewItem:
-    image_id: int
-    reason: str  # "uncertain" or "audit"
-    media_key: str | None
-    url: str | None
-    p_2d: float | None
-    margin: float | None
-    model_version: int | None
-    added_at: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def open_items(store: Store, *, limit: int = 100) -> list[ReviewItem]:
-    """Most uncertain first, as uncertainty sampling asks."""
-    return [
-        ReviewItem(
-            image_id=int(row["image_id"]),
-            reason=row["reason"],
-            media_key=row["media_key"],
-            url=row["media_url"],
-            p_2d=row["p_2d"],
-            margin=row["margin"],
-            model_version=row["model_version"],
-            added_at=row["added_at"],
-        )
-        for row in store.review_rows(limit)
-    ]
+__all__ = ["ReviewItem", "UndoError", "interleave", "label", "open_items", "parse_label", "resolve", "undo"]

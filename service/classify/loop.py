@@ -1,0 +1,346 @@
+"""The active-learning loop: people's answers train the next model, which sends fewer images to review.
+
+One turn of the loop: gather a training set (every current label in the store, plus the folders the first model
+was trained from, a person's answer winning over a folder's for the same picture), train as ``training.train``
+always does (grouped CV, threshold from the precision target), then publish: the model file is written, and in
+one transaction the version is registered, made active, and the images still waiting in the queue get the new
+model's verdicts; those it is now sure of leave the queue (``routed_by = 'auto'``). The running pipeline picks
+the new version up on its next batch (``pipeline.build.ActiveModel``).
+
+This module composes store, features and training (like ``pipeline.folders`` does for plain folders); the maths
+stays in ``training``, ``thresholds`` and ``uncertainty``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from service.classify.registry import ModelError, TrainedModel, load_model, save_model
+from service.classify.training import TrainingData, near_duplicate_groups, train
+from service.classify.uncertainty import margin, uncertainty
+from service.config import Settings
+from service.features import FeatureExtractor, ImageLimits
+from service.features.images import ImageError
+from service.pipeline.cycle import audit_draw
+from service.pipeline.folders import extract_folder_files, labelled_paths
+from service.store import Store
+from service.store.review_queries import Rescored
+
+log = logging.getLogger(__name__)
+
+#: How a model trained from store labels names that part of its training set in ``meta.sources``.
+LABELS_SOURCE = "store:labels"
+
+
+@dataclass
+class Example:
+    sha256: str
+    y: int  # 1 = 2D
+    x: np.ndarray
+    dhash: int | None  # None when the picture itself is gone (features kept, pixels evicted)
+
+
+@dataclass
+class TrainingSet:
+    data: TrainingData
+    from_folders: int = 0
+    from_labels: int = 0
+    overridden: int = 0  # folder images a person labelled otherwise
+    folders: tuple[Path, Path] | None = None
+    unusable: list[str] = field(default_factory=list)  # why some labels or files could not be used
+
+
+@dataclass
+class RetrainResult:
+    model: TrainedModel
+    version: int
+    previous_version: int | None
+    cv_before: dict | None  # the previous active model's CV figures (on its own training set)
+    training: TrainingSet
+    queue_before: int
+    queue_after: int
+    rescored: Counter  # feed / dropped (auto-resolved), audit, uncertain
+
+    @property
+    def cv_after(self) -> dict:
+        return self.model.meta.cv
+
+    def review_rate(self) -> tuple[float | None, float]:
+        """CV review rate before and after (before is None without a previous model)."""
+        before = self.cv_before["at_rule"]["review_rate"] if self.cv_before else None
+        return before, self.cv_after["at_rule"]["review_rate"]
+
+    def line(self) -> str:
+        """One line for the daemon's log."""
+        before, after = self.review_rate()
+        t = self.training
+        was = f" (was v{self.previous_version})" if self.previous_version else ""
+        rate = f"{before:.3f} → {after:.3f}" if before is not None else f"{after:.3f}"
+        return (
+            f"model v{self.version}{was} trained on {len(t.data.y)} images ({t.from_labels} labels, "
+            f"{t.from_folders} from folders); CV review rate {rate}; queue {self.queue_before} → {self.queue_after} "
+            f"({self.rescored['feed']} to the feed, {self.rescored['dropped']} dropped automatically)"
+        )
+
+
+# --- the training set -------------------------------------------------------------------------------------------
+
+
+def folders_of(sources: Sequence[str]) -> tuple[Path, Path] | None:
+    """The (not-2D, 2D) folder pair a model's ``meta.sources`` names, if any."""
+    folders = [s for s in sources if s != LABELS_SOURCE]
+    return (Path(folders[0]), Path(folders[1])) if len(folders) == 2 else None
+
+
+def original_folders(store: Store) -> tuple[Path, Path] | None:
+    """The folders the models were trained from: the active model's, else the newest model's that names some.
+    Retrained models carry them on in their own ``sources``, so they survive any number of retrains."""
+    rows = sorted(store.list_models(), key=lambda r: (not r["active"], -int(r["version"])))
+    for row in rows:
+        try:
+            folders = folders_of(load_model(Path(row["path"])).meta.sources)
+        except ModelError:
+            continue
+        if folders is not None:
+            return folders
+    return None
+
+
+def group_ids(dhashes: Sequence[int | None]) -> np.ndarray:
+    """Near-duplicate groups; a picture without a hash is a group of its own (ids never clash)."""
+    groups = np.arange(len(dhashes)) + len(dhashes)
+    known = [i for i, d in enumerate(dhashes) if d is not None]
+    if known:
+        groups[known] = near_duplicate_groups([int(dhashes[i]) for i in known])  # type: ignore[arg-type]
+    return groups
+
+
+def merge(folder: list[Example], labelled: list[Example], sources: list[str]) -> tuple[TrainingData, int]:
+    """One training set from both parts: a picture once (by content), a person's answer over a folder's.
+    Returns the data and how many folder answers a label overrode."""
+    by_sha = {e.sha256: e for e in folder}
+    overridden = sum(1 for e in labelled if e.sha256 in by_sha and by_sha[e.sha256].y != e.y)
+    by_sha.update({e.sha256: e for e in labelled})
+    examples = list(by_sha.values())
+    dim = examples[0].x.shape[0] if examples else 0
+    data = TrainingData(
+        X=np.vstack([e.x for e in examples]) if examples else np.zeros((0, dim), np.float32),
+        y=np.array([e.y for e in examples], dtype=int),
+        sha256s=[e.sha256 for e in examples],
+        groups=group_ids([e.dhash for e in examples]),
+        sources=sources,
+    )
+    return data, overridden
+
+
+def folder_examples(
+    extractor: FeatureExtractor, folders: tuple[Path, Path], *, limits: ImageLimits, batch_size: int, store: Store
+) -> tuple[list[Example], list[ImageError]]:
+    """The labelled folders' images (features cached in the store by content hash, so usually not recomputed)."""
+    paths, labels = labelled_paths(*folders)
+    label_of = dict(zip(paths, labels))
+    got = extract_folder_files(extractor, paths, limits=limits, batch_size=batch_size, store=store)
+    examples = [
+        Example(sha, int(label_of[path]), x, dhash)
+        for path, sha, x, dhash in zip(got.paths, got.sha256s, got.features, got.dhashes)
+    ]
+    return examples, got.failures
+
+
+def cached_file(row, cache_dir: Path) -> Path | None:
+    """The local copy of an image row (``sha256``, ``cache_path``), if it is still there."""
+    path = Path(row["cache_path"]) if row["cache_path"] else cache_dir / row["sha256"][:2] / row["sha256"]
+    return path if path.is_file() else None
+
+
+def store_examples(
+    store: Store, extractor: FeatureExtractor, *, cache_dir: Path, limits: ImageLimits, batch_size: int
+) -> tuple[list[Example], list[str]]:
+    """Every current label in the store with its features: read from the cached picture (which also gives the
+    near-duplicate hash, and extracts features the store lacks), else the stored vector alone."""
+    rows = store.labelled_images()
+    y_of = {row["sha256"]: int(row["label"] == "2d") for row in rows}
+    files = [path for path in (cached_file(row, cache_dir) for row in rows) if path is not None]
+    got = extract_folder_files(extractor, files, limits=limits, batch_size=batch_size, store=store)
+    examples = [
+        Example(sha, y_of[sha], x, dhash)
+        for sha, x, dhash in zip(got.sha256s, got.features, got.dhashes)
+        if sha in y_of
+    ]
+    have = {e.sha256 for e in examples}
+    rest = {int(row["id"]): row["sha256"] for row in rows if row["sha256"] not in have}
+    stored = store.get_features(rest, extractor.name)
+    examples += [Example(rest[i], y_of[rest[i]], x, None) for i, x in stored.items()]
+    unusable = [f"image {i}: no cached picture and no {extractor.name} features" for i in rest if i not in stored]
+    return examples, unusable
+
+
+def training_set(store: Store, extractor: FeatureExtractor, settings: Settings) -> TrainingSet:
+    """Store labels plus the original folders (those still on disk), merged as ``merge`` says."""
+    limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+    folders = original_folders(store)
+    folder_part: list[Example] = []
+    unusable: list[str] = []
+    if folders is not None:
+        try:
+            folder_part, failures = folder_examples(
+                extractor, folders, limits=limits, batch_size=settings.batch_size, store=store
+            )
+            unusable += [f"{f.source}: {f.reason}" for f in failures]
+        except (FileNotFoundError, ValueError) as exc:
+            unusable.append(f"original folders not used: {exc}")
+            folders = None
+    labelled, missing = store_examples(
+        store, extractor, cache_dir=settings.cache_dir, limits=limits, batch_size=settings.batch_size
+    )
+    unusable += missing
+    sources = ([str(folders[0]), str(folders[1])] if folders else []) + [LABELS_SOURCE]
+    data, overridden = merge(folder_part, labelled, sources)
+    return TrainingSet(data, len(folder_part), len(labelled), overridden, folders, unusable)
+
+
+# --- re-scoring the queue and publishing ------------------------------------------------------------------------
+
+
+def score_waiting(
+    store: Store, model: TrainedModel, extractor: FeatureExtractor, settings: Settings
+) -> list[Rescored]:
+    """``model``'s verdicts on the images waiting for review (computed outside any transaction: this may need
+    feature extraction, and the daemon must not wait on a write lock meanwhile)."""
+    rows = store.waiting_for_review()
+    if not rows:
+        return []
+    features = store.get_features([int(r["id"]) for r in rows], extractor.name)
+    missing = [r for r in rows if int(r["id"]) not in features]
+    if missing:
+        limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+        paths = [path for path in (cached_file(r, settings.cache_dir) for r in missing) if path is not None]
+        got = extract_folder_files(extractor, paths, limits=limits, batch_size=settings.batch_size, store=store)
+        id_of = {r["sha256"]: int(r["id"]) for r in missing}
+        features.update({id_of[sha]: x for sha, x in zip(got.sha256s, got.features) if sha in id_of})
+    scored = [r for r in rows if int(r["id"]) in features]
+    if not scored:
+        return []
+    verdicts, p = model.classify(np.vstack([features[int(r["id"])] for r in scored]))
+    probs = np.column_stack([1 - p, p])
+    margins, scores = margin(probs), uncertainty(probs, model.rule.score_kind)
+    return [
+        Rescored(
+            int(row["id"]), str(verdict), float(pi), float(m), float(s),
+            audit=verdict != "uncertain" and audit_draw(row["sha256"]) < settings.audit_rate,
+        )
+        for row, verdict, pi, m, s in zip(scored, verdicts, p, margins, scores)
+    ]
+
+
+def publish(store: Store, models_dir: Path, model: TrainedModel, rescored: list[Rescored]) -> tuple[int, Counter]:
+    """Write the model file, then register it, activate it and apply its verdicts on the queue in one
+    transaction: a reader sees the old model with the old queue or the new model with the new queue."""
+    path = save_model(models_dir, model)
+    rule = model.rule
+    with store.transaction():
+        version = store.register_model(path, model.meta.extractor, model.meta.kind, rule.threshold, rule.score_kind,
+                                       model.meta.cv)
+        store.activate_model(version)
+        counts = store.apply_rescored(version, rescored)
+    model.version = version
+    return version, counts
+
+
+def rescore_queue(store: Store, model: TrainedModel, extractor: FeatureExtractor, settings: Settings) -> Counter:
+    """Apply an already active model (``train --from-folders``) to the waiting images."""
+    if model.version is None:
+        raise ValueError("the model must be registered before it re-scores the queue")
+    return store.apply_rescored(model.version, score_waiting(store, model, extractor, settings))
+
+
+def retrain(
+    settings: Settings,
+    store: Store,
+    extractor: FeatureExtractor,
+    *,
+    kind: str | None = None,
+    target_precision: float | None = None,
+    threshold: float | None = None,
+) -> RetrainResult:
+    """One turn of the loop (see the module docstring). Raises ``ValueError`` when there is too little to learn
+    from (fewer than 4 images of a class)."""
+    previous = store.active_model()
+    training = training_set(store, extractor, settings)
+    fixed = threshold if threshold is not None else settings.threshold
+    model = train(
+        training.data,
+        kind=kind or settings.model,
+        extractor=extractor.name,
+        score_kind=settings.score_kind,
+        target_precision=target_precision or settings.target_precision,
+        fixed_threshold=fixed,
+        folds=settings.cv_folds,
+        seed=settings.seed,
+    )
+    rescored = score_waiting(store, model, extractor, settings)
+    queue_before = store.open_review_count()
+    version, counts = publish(store, settings.models_dir, model, rescored)
+    return RetrainResult(
+        model=model,
+        version=version,
+        previous_version=int(previous["version"]) if previous else None,
+        cv_before=cv_figures(previous),
+        training=training,
+        queue_before=queue_before,
+        queue_after=store.open_review_count(),
+        rescored=counts,
+    )
+
+
+def cv_figures(row) -> dict | None:
+    """The CV figures a models row was registered with (None for none, or an older format)."""
+    if row is None or not row["metrics_json"]:
+        return None
+    metrics = json.loads(row["metrics_json"])
+    return metrics if "at_rule" in metrics else None
+
+
+# --- the daemon's job -------------------------------------------------------------------------------------------
+
+
+def new_labels(store: Store) -> int:
+    """Labels given since the newest model was trained. The newest, not the active one: after a roll back
+    (`model use` an older version) the labels the newer model already learnt from must not trigger a retrain."""
+    models = store.list_models()
+    return store.labels_since(max(r["created_at"] for r in models) if models else None)
+
+
+def maybe_retrain(
+    settings: Settings, store: Store, extractor: FeatureExtractor | None = None
+) -> RetrainResult | None:
+    """Retrain when at least ``settings.retrain_after_labels`` new labels exist (0 disables); else None.
+
+    Meant for a scheduled job: pass the extractor the pipeline already holds (loading an ONNX model twice costs
+    memory), and a store opened on the job's own thread. Too few labels of a class is not an error here: it is
+    logged and the job tries again at its next run.
+    """
+    due = settings.retrain_after_labels
+    if due <= 0:
+        return None
+    waiting = new_labels(store)
+    if waiting < due:
+        return None
+    if extractor is None:
+        from service.features import make_extractor
+
+        extractor = make_extractor(settings)
+    try:
+        result = retrain(settings, store, extractor)
+    except ValueError as exc:
+        log.info("retrain postponed (%d new labels): %s", waiting, exc)
+        return None
+    log.info("retrained: %s", result.line())
+    return result

@@ -1,0 +1,55 @@
+"""``create_app``: the web face's routes, middleware and shared state, wired from Settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib.resources import files
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from service.config import Settings
+from service.web import health, images, pages
+from service.web.security import SecurityHeaders, TokenGate, check_exposure, content_security_policy
+from service.web.state import WebState
+
+
+def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The ASGI app. Raises ``ConfigError`` when bound beyond loopback without ``web_token``.
+
+    ``extra_routes`` are added after the built-in ones, behind the same token gate and headers (another face's
+    pages, such as a report). Their handlers reach the shared state as ``request.app.state.web`` (a ``WebState``:
+    ``.settings``, ``.store()`` (this thread's store connection), ``.cache``), and may render with
+    ``service.web.pages.templates``.
+    """
+    check_exposure(settings)
+    state = WebState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state.close()
+
+    routes: list[BaseRoute] = [
+        Route("/", pages.index, name="index"),
+        Route("/feed.atom", pages.atom, name="atom"),
+        Route("/feed.json", pages.json_feed, name="json_feed"),
+        Route("/img/{sha256}", images.image, name="image"),
+        Route("/thumb/{sha256}", images.thumbnail, name="thumb"),
+        Route("/healthz", health.healthz, name="healthz"),
+        Route("/readyz", health.readyz, name="readyz"),
+        Route("/metrics", health.metrics, name="metrics"),
+        Mount("/static", StaticFiles(directory=str(files("service.web") / "static")), name="static"),
+        *extra_routes,
+    ]
+    middleware = [Middleware(SecurityHeaders, csp=content_security_policy(settings))]
+    if settings.web_token is not None and settings.web_token.get_secret_value().strip():
+        middleware.append(Middleware(TokenGate, token=settings.web_token.get_secret_value().strip()))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.web = state
+    return app
