@@ -131,7 +131,8 @@ def main() -> None:
 
     X, y, groups = load(args.dataset, args.cache_dir)
     rule = f"fixed margin {args.threshold}" if args.threshold is not None else f"precision target {args.target}"
-    print(f"{args.dataset}: {len(y)} images ({y.sum()} 2D), {len(np.unique(groups))} groups; builtin features; "
+    print(f"{args.dataset}: {len(y)} images ({y.sum()} 2D), {len(np.unique(groups))} groups; "
+          f"{BuiltinExtractor().name} features; "
           f"{rule}; audit rate {args.audit_rate}; {args.seeds} seeds; held out: 1/3 by group")
     for kind in args.models.split(","):
         start = time.perf_counter()

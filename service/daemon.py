@@ -108,6 +108,19 @@ class Daemon:
             if self.max_cycles is not None and self.cycles >= self.max_cycles:
                 self.stop.set()
 
+    def every(self, seconds: float, job: Callable[[], object], name: str) -> None:
+        """Run ``job`` every ``seconds`` beside the polls (forwarding, retraining); its failures are logged."""
+
+        def run() -> None:
+            if self.stop.is_set():
+                return
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - one failed run must not end the schedule
+                log.exception("%s failed; it runs again in %.0f s", name, seconds)
+
+        self.scheduler.add_job(run, IntervalTrigger(seconds=seconds), id=name, name=name)
+
     def start(self) -> None:
         trigger = IntervalTrigger(seconds=self.interval, jitter=max(0, int(self.interval * self.jitter)) or None)
         self.scheduler.add_job(self.poll, trigger, id="poll", next_run_time=_now())

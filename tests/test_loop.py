@@ -153,7 +153,7 @@ def test_a_running_pipeline_uses_the_retrained_model_on_its_next_cycle(
                 " WHERE version = 2)"
             ).fetchall()
             assert [r[0] for r in new] == [2]
-            assert runner._local.model.model.version == 2  # the same runner, no restart
+            assert runner.loaded_model().version == 2  # the same runner, no restart
         finally:
             runner.close()
 

@@ -7,9 +7,7 @@ Loading a model next to a different feature extractor fails loudly: its numbers 
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 import sklearn
 
 from service.classify.uncertainty import CLASSES, Rule, verdicts
+from service.files import write_atomic
 
 
 class ModelError(Exception):
@@ -87,19 +86,10 @@ def dataset_hash(sha256s: list[str], labels: np.ndarray) -> str:
 
 def save_model(models_dir: Path, model: TrainedModel) -> Path:
     """Write the model file atomically; a crash mid-write leaves no half file under the final name."""
-    models_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     path = models_dir / f"model-{stamp}-{model.meta.kind}.pkl"
-    fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".model-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump({"meta": model.meta.to_dict(), "estimator": model.estimator}, handle, protocol=5)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    payload = {"meta": model.meta.to_dict(), "estimator": model.estimator}
+    write_atomic(path, pickle.dumps(payload, protocol=5))
     return path
 
 

@@ -103,7 +103,7 @@ def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
     if not verbose:
         # One line per request or job run drowns the one line per cycle that matters.
-        for chatty in ("httpx", "httpcore", "apscheduler", "tweepy"):
+        for chatty in ("httpx", "httpcore", "apscheduler", "tweepy", "uvicorn.access"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
     ctx.obj = Context(settings)
 

@@ -45,24 +45,53 @@ def poll(ctx: typer.Context) -> None:
 
 @command()
 def run(ctx: typer.Context) -> None:
-    """The daemon: poll on a schedule until SIGTERM or Ctrl-C; one daemon per data dir."""
-    from service.daemon import AlreadyRunning, Daemon, single_instance
+    """The daemon: poll on a schedule until SIGTERM or Ctrl-C, serve the web feed, run the forwarders and retrains."""
+    from service.daemon import AlreadyRunning, single_instance
 
     app_ctx = ctx_of(ctx)
-    settings = app_ctx.settings
     try:
-        with single_instance(settings.lock_path):
-            stop = threading.Event()
-            runner = _runner(app_ctx, stop)
-            daemon = Daemon(runner, interval=settings.poll_interval, jitter=settings.poll_jitter, stop=stop)
-            daemon.install_signal_handlers()
-            console.print(f"nijifeed: polling {settings.source} every {settings.poll_interval} s; data in {settings.data_dir}")
-            daemon.start()
-            daemon.wait()
-            runner.close()
+        with single_instance(app_ctx.settings.lock_path):
+            serve(app_ctx)
     except AlreadyRunning as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def serve(app_ctx: Context, *, max_cycles: int | None = None, after_cycle=None) -> None:
+    """Wire the daemon: cycles on the poll interval, the web face, and the optional jobs beside them."""
+    from service.daemon import Daemon
+    from service.pipeline.build import ForwardRunner
+    from service.web import serve_in_thread
+
+    settings = app_ctx.settings
+    stop = threading.Event()
+    runner = _runner(app_ctx, stop)
+
+    def cycle(stop_event, fetch):
+        summary = runner(stop_event, fetch)  # the daemon logs its one-line summary
+        if after_cycle is not None:
+            after_cycle()
+        return summary
+
+    daemon = Daemon(cycle, interval=settings.poll_interval, jitter=settings.poll_jitter, max_cycles=max_cycles,
+                    stop=stop)
+    forwarder = ForwardRunner(settings)
+    if forwarder:
+        daemon.every(settings.forward_interval, forwarder, "forward")
+    retrain = _retrain_job(app_ctx)
+    if retrain is not None:
+        daemon.every(settings.poll_interval, retrain, "retrain")  # checks a count; trains only when due
+    web = serve_in_thread(settings, extra_routes=_extra_routes())
+    console.print(f"nijifeed: polling {settings.source} every {settings.poll_interval} s; "
+                  f"the 2D-only timeline at {web.url}/; data in {settings.data_dir}", highlight=False)
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+        daemon.wait()
+    finally:
+        web.stop()
+        runner.close()
+        forwarder.close()
 
 
 @command()
@@ -101,6 +130,24 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
     )
     table.add_row("active model", f"v{payload['active_model']}" if active else "none (run `nijifeed train`)")
     console.print(table)
+
+
+def _retrain_job(app_ctx: Context):
+    """The scheduled retrain (after NIJIFEED_RETRAIN_AFTER_LABELS new labels), or None when disabled."""
+    settings = app_ctx.settings
+    if settings.retrain_after_labels <= 0:
+        return None
+    from service.classify.loop import maybe_retrain
+    from service.pipeline.build import ThreadStores
+
+    stores = ThreadStores(settings.db_path)
+    return lambda: maybe_retrain(settings, stores.get(), app_ctx.extractor)
+
+
+def _extra_routes():
+    from service.web.report import routes
+
+    return routes
 
 
 # --- media ------------------------------------------------------------------------------------------------------
@@ -177,12 +224,10 @@ def demo(
     Trains a model on the bundled samples at first use. Data goes to DATA_DIR/demo, apart from your own.
     """
     from service.cli.classify import print_training_report, train_from_folders
-    from service.daemon import Daemon, single_instance
-    from service.pipeline.build import CycleRunner, make_source
-    from service.sandbox import Sandbox
+    from service.daemon import single_instance
 
     base = ctx_of(ctx).settings
-    with Sandbox(reveal=reveal) as sandbox:
+    with _demo_sandbox(base, reveal) as sandbox:
         settings = base.model_copy(
             update={
                 "data_dir": base.data_dir / "demo",
@@ -201,19 +246,7 @@ def demo(
             print_training_report(trained)
         console.rule(f"daemon against the sandbox at {sandbox.url}")
         with single_instance(settings.lock_path):
-            stop = threading.Event()
-            runner = CycleRunner(settings, app_ctx.extractor, make_source(settings, stop))
-
-            def cycle_then_publish(stop, fetch):
-                summary = runner(stop, fetch)  # the daemon logs its one-line summary
-                sandbox.publish(publish)
-                return summary
-
-            daemon = Daemon(cycle_then_publish, interval=interval, jitter=0.0, max_cycles=cycles, stop=stop)
-            daemon.install_signal_handlers()
-            daemon.start()
-            daemon.wait()
-            runner.close()
+            serve(app_ctx, max_cycles=cycles, after_cycle=lambda: sandbox.publish(publish))
         ctx.obj = app_ctx
         status(ctx)
         console.print(
@@ -221,6 +254,17 @@ def demo(
             f"`... nijifeed review list`, every image with `... nijifeed media list`",
             highlight=False,
         )
+
+
+def _demo_sandbox(settings, reveal: int):
+    """The sandbox on a steady port (web port + 1), so avatar URLs stored by an earlier demo run still resolve;
+    any free port when that one is taken."""
+    from service.sandbox import Sandbox
+
+    try:
+        return Sandbox(reveal=reveal, port=settings.web_port + 1).start()
+    except (OSError, OverflowError):
+        return Sandbox(reveal=reveal).start()
 
 
 def _secret(value: str):

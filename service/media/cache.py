@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 from PIL import features
 
 from service.features.images import ImageLimits, load_image
+from service.files import write_atomic
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -73,7 +73,7 @@ class ImageCache:
         """Write atomically (temp file, fsync, rename): a reader never sees half an image."""
         path = self.path_for(sha256)
         if not path.exists():
-            _write_atomic(path, data)
+            write_atomic(path, data)
         return path
 
     def get(self, sha256: str) -> bytes | None:
@@ -108,7 +108,7 @@ class ImageCache:
         image.thumbnail((size, size))
         out = BytesIO()
         image.save(out, _THUMB_FORMAT, quality=82)
-        _write_atomic(path, out.getvalue())
+        write_atomic(path, out.getvalue())
         return path
 
     # --- the bound ------------------------------------------------------------------------------------------------
@@ -157,20 +157,6 @@ def enforce_cache_limit(settings: Settings, store: Store) -> Eviction:
     return ImageCache.from_settings(settings).enforce_limit(
         store, max_bytes=settings.cache_max_bytes, keep_entries=settings.cache_keep_entries
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _tree_size(folder: Path) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from service.classify.registry import ModelError, TrainedModel, load_model
 from service.config import ConfigError, Settings
 from service.features import FeatureExtractor, ImageLimits
-from service.media.cache import ImageCache
+from service.media.cache import ImageCache, enforce_cache_limit
 from service.media.download import Downloader, default_allowed_hosts
 from service.pipeline.cycle import Cycle
 from service.sources import Source
@@ -107,32 +107,82 @@ def make_cycle(
 __all__ = ["ActiveModel", "ConfigError", "make_cycle", "make_downloader", "make_source", "media_url"]
 
 
+class ThreadStores:
+    """One store connection per thread, as sqlite3 requires; the scheduler runs jobs on worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[Store] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store.open(self.path)
+            with self._lock:
+                self._all.append(store)
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            for store in self._all:
+                store.close()
+            self._all.clear()
+
+
 class CycleRunner:
     """Runs cycles for the daemon and `nijifeed poll`, keeping what is expensive to build (the extractor, the
-    source with its resolved user id, the loaded model) across cycles. Store connections are per thread, as
-    sqlite3 requires; the scheduler may run cycles on a worker thread."""
+    source with its resolved user id, the loaded model) across cycles. After each cycle the image cache is held
+    to its size bound."""
 
     def __init__(self, settings: Settings, extractor: FeatureExtractor, source: Source | None) -> None:
         self.settings = settings
         self.extractor = extractor
         self.source = source
-        self._local = threading.local()
+        self.stores = ThreadStores(settings.db_path)
+        self._models: dict[int, ActiveModel] = {}
 
     def store(self) -> Store:
-        if getattr(self._local, "store", None) is None:
-            self._local.store = Store.open(self.settings.db_path)
-            self._local.model = ActiveModel(self._local.store, self.extractor)
-        return self._local.store
+        return self.stores.get()
+
+    def loaded_model(self) -> TrainedModel | None:
+        """The model this thread's cycles last classified with (None before the first cycle)."""
+        active = self._models.get(threading.get_ident())
+        return active.model if active else None
 
     def __call__(self, stop: threading.Event, fetch: bool = True):
         store = self.store()
-        cycle = make_cycle(
-            self.settings, store, source=self.source, extractor=self.extractor, model=self._local.model, stop=stop
-        )
-        return cycle.run(fetch=fetch)
+        model = self._models.setdefault(threading.get_ident(), ActiveModel(store, self.extractor))
+        cycle = make_cycle(self.settings, store, source=self.source, extractor=self.extractor, model=model, stop=stop)
+        try:
+            return cycle.run(fetch=fetch)
+        finally:
+            eviction = enforce_cache_limit(self.settings, store)
+            if eviction.evicted:
+                log.info("image cache: %s", eviction)
 
     def close(self) -> None:
-        store = getattr(self._local, "store", None)
-        if store is not None:
-            store.close()
-            self._local.store = None
+        self.stores.close()
+
+
+class ForwardRunner:
+    """The daemon's forwarding job: deliver due outbox rows with the configured forwarders (none: no job)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from service.feed.forward import make_forwarders
+
+        self.settings = settings
+        self.forwarders = make_forwarders(settings)
+        self.stores = ThreadStores(settings.db_path)
+
+    def __bool__(self) -> bool:
+        return bool(self.forwarders)
+
+    def __call__(self):
+        from service.feed.forward import deliver_due
+
+        return deliver_due(self.settings, self.stores.get(), self.forwarders)
+
+    def close(self) -> None:
+        self.stores.close()

@@ -142,7 +142,6 @@ def build() -> dict:
     used = set(far_rt) | set(far_quote)
 
     # Photo posts by the followed accounts: every remaining image once, 1-4 per post.
-    special = {"train/2d/renpy_concert3.jpg", "train/2d/tpstamps_present.jpg"}  # also video/GIF previews
     by_author: dict[str, list[str]] = {}
     for path in files:
         if path not in used:
