@@ -1,8 +1,8 @@
 """The active-learning loop simulated on a labelled dataset: does labelling the review queue pay off?
 
-    python benchmarks/active_learning.py [--dataset DIR] [--models svm,ensemble] [--seeds 5] [--rounds 6]
+    python benchmarks/active_learning.py [--dataset DIR] [--models et,svm] [--seeds 5] [--rounds 6]
 
-The loop of ``tests/test_loop_simulation.py`` (and of the service: ``classify/loop.py``), on the dev set and
+The loop of ``tests/test_loop_simulation.py`` (and of the service: ``pipeline/loop.py``), on the dev set and
 against a baseline. Per seed, a third of the dataset is held out (``StratifiedGroupKFold`` on the manifest's
 ``group`` column, so near-duplicates never straddle it); the first model learns from 5 labelled images of each
 class; the rest of the data arrives in ``--rounds`` batches. Each round the current model routes the batch, and:
@@ -118,7 +118,7 @@ def simulate(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument("--models", default="svm,ensemble")
+    parser.add_argument("--models", default="et,svm", help="model kinds (et is the service default)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--initial", type=int, default=5, help="labelled images of each class to start from")

@@ -13,7 +13,7 @@ import pytest
 from test_pipeline import db, sandbox, service_env, use  # noqa: F401
 from xsandbox import no_proxy  # noqa: F401
 
-from service.classify.loop import LABELS_SOURCE, Example, folders_of, group_ids, maybe_retrain, merge, retrain
+from service.pipeline.loop import LABELS_SOURCE, Example, folders_of, group_ids, maybe_retrain, merge, retrain
 from service.classify.registry import load_model
 from service.config import load_settings
 from service.features.builtin import BuiltinExtractor

@@ -48,7 +48,7 @@ def train(
 ) -> None:
     """Learn "2D or not" from labelled folders, or from your review answers plus the folders first used; report
     CV figures before and after, activate the new model and re-score the images waiting for review."""
-    from service.classify import loop
+    from service.pipeline import loop
 
     app_ctx = ctx_of(ctx)
     kind = model or app_ctx.settings.model

@@ -135,7 +135,7 @@ def review_undo(ctx: typer.Context) -> None:
 @command(review_app, "stats")
 def review_stats(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Open items, answers by kind and source, auto-resolved items, labels waiting for the next retrain."""
-    from service.classify.loop import new_labels
+    from service.pipeline.loop import new_labels
 
     app_ctx = ctx_of(ctx)
     store = app_ctx.store

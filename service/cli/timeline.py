@@ -137,7 +137,7 @@ def _retrain_job(app_ctx: Context):
     settings = app_ctx.settings
     if settings.retrain_after_labels <= 0:
         return None
-    from service.classify.loop import maybe_retrain
+    from service.pipeline.loop import maybe_retrain
     from service.pipeline.build import ThreadStores
 
     stores = ThreadStores(settings.db_path)

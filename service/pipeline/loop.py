@@ -282,6 +282,7 @@ def retrain(
         score_kind=settings.score_kind,
         target_precision=target_precision or settings.target_precision,
         fixed_threshold=fixed,
+        min_margin_2d=settings.min_margin_2d,
         folds=settings.cv_folds,
         seed=settings.seed,
     )
