@@ -14,6 +14,7 @@ from service.classify.evaluate import evaluate as evaluate_metrics
 from service.classify.evaluate import risk_coverage
 from service.classify.models import MODELS
 from service.classify.registry import ModelError, TrainedModel, load_model
+from service.classify.training import TrainingData
 from service.classify.training import train as train_model
 from service.cli.base import (
     Context,
@@ -101,19 +102,7 @@ def train_from_folders(
     """Extract, cross-validate, fit, save and activate; used by `train` and by the demo's first start."""
     settings = app_ctx.settings
     kind = kind or settings.model
-    total = len(list_images(neg_dir)) + len(list_images(pos_dir)) if neg_dir.is_dir() and pos_dir.is_dir() else 0
-    with progress_bar(total, "features") as advance:
-        labelled = folders.load_labelled(
-            app_ctx.extractor,
-            neg_dir,
-            pos_dir,
-            limits=app_ctx.limits,
-            batch_size=settings.batch_size,
-            store=app_ctx.store,
-            on_progress=advance,
-        )
-    report_failures(labelled.failures)
-    data = labelled.data
+    data = labelled_folders(app_ctx, neg_dir, pos_dir)
     console.print(
         f"training [bold]{kind}[/bold] on {len(data.y)} images ({int(data.y.sum())} 2D, "
         f"{int((data.y == 0).sum())} not 2D, {len(np.unique(data.groups))} near-duplicate groups), "
@@ -132,6 +121,23 @@ def train_from_folders(
     )
     app_ctx.activate(trained)
     return trained
+
+
+def labelled_folders(app_ctx: Context, neg_dir: Path, pos_dir: Path) -> TrainingData:
+    """Features and labels of two folders, with a progress bar; unreadable files reported and skipped."""
+    total = len(list_images(neg_dir)) + len(list_images(pos_dir)) if neg_dir.is_dir() and pos_dir.is_dir() else 0
+    with progress_bar(total, "features") as advance:
+        labelled = folders.load_labelled(
+            app_ctx.extractor,
+            neg_dir,
+            pos_dir,
+            limits=app_ctx.limits,
+            batch_size=app_ctx.settings.batch_size,
+            store=app_ctx.store,
+            on_progress=advance,
+        )
+    report_failures(labelled.failures)
+    return labelled.data
 
 
 def print_training_report(model: TrainedModel) -> None:
@@ -210,19 +216,7 @@ def eval_(
     """The active model on a labelled set: accuracy, review rate, feed precision and recall, risk–coverage."""
     app_ctx = ctx_of(ctx)
     model = load_active(app_ctx)
-    total = len(list_images(neg_dir)) + len(list_images(pos_dir)) if neg_dir.is_dir() and pos_dir.is_dir() else 0
-    with progress_bar(total, "features") as advance:
-        labelled = folders.load_labelled(
-            app_ctx.extractor,
-            neg_dir,
-            pos_dir,
-            limits=app_ctx.limits,
-            batch_size=app_ctx.settings.batch_size,
-            store=app_ctx.store,
-            on_progress=advance,
-        )
-    report_failures(labelled.failures)
-    data = labelled.data
+    data = labelled_folders(app_ctx, neg_dir, pos_dir)
     rule = model.rule
     if app_ctx.settings.threshold is not None:
         rule = type(rule)(rule.score_kind, app_ctx.settings.threshold)

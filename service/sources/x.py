@@ -504,6 +504,11 @@ class XSource:
 
     # --- calls, retries, errors ------------------------------------------------------------------------------------
 
+    def post(self, what: str, route: str, payload: dict) -> requests.Response:
+        """POST to an API v2 ``route`` as the user, with this source's base URL, timeout, retries and error
+        messages (the forwarders repost and bookmark through it)."""
+        return self._call(what, lambda: self._client.request("POST", route, json=payload, user_auth=self._user_auth))
+
     def _call(self, what: str, fn: Callable[[], requests.Response]) -> requests.Response:
         attempt = 0
         while True:

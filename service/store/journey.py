@@ -232,31 +232,6 @@ class JourneyQueries:
             (media_id,),
         ).fetchall()
 
-    def feed_rows(self, limit: int = 50, since: str | None = None) -> list[sqlite3.Row]:
-        """(post, media) pairs of feed media, newest post first: the feed's raw material."""
-        query = (
-            "SELECT posts.*, media.id AS media_id, media.media_key, media.url AS media_url, media.preview_url,"
-            " pm.position, v.p_2d, v.model_version, images.routed_by, images.sha256 FROM posts"
-            " JOIN post_media pm ON pm.post_id = posts.id JOIN media ON media.id = pm.media_id"
-            " JOIN images ON images.id = media.image_id LEFT JOIN verdicts v ON v.id = images.verdict_id"
-            " WHERE media.status = 'feed' AND posts.id IN (SELECT DISTINCT pm2.post_id FROM post_media pm2"
-            " JOIN media m2 ON m2.id = pm2.media_id WHERE m2.status = 'feed')"
-        )
-        args: list[Any] = []
-        if since:
-            query += " AND posts.created_at >= ?"
-            args.append(since)
-        query += " ORDER BY posts.created_at DESC, posts.id DESC, pm.position"
-        rows = self.conn.execute(query, args).fetchall()
-        keep, seen = [], []
-        for row in rows:
-            if row["id"] not in seen:
-                if len(seen) == limit:
-                    break
-                seen.append(row["id"])
-            keep.append(row)
-        return keep
-
     def review_rows(self, limit: int = 100) -> list[sqlite3.Row]:
         """Open review items, most uncertain first, each with one media row (key, url) that shows it."""
         return self.conn.execute(

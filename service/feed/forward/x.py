@@ -33,9 +33,7 @@ class XForwarder:
         what = f"POST /2/users/:id/{_ROUTES[self.action]}"
         try:
             route = f"/2/users/{source.user_id()}/{_ROUTES[self.action]}"
-            # XSource keeps its tweepy client private; this is the one place outside it that calls through it.
-            source._call(what, lambda: source._client.request(  # noqa: SLF001
-                "POST", route, json={"tweet_id": entry.id}, user_auth=source._user_auth))  # noqa: SLF001
+            source.post(what, route, {"tweet_id": entry.id})
         except SourceError as exc:
             if "already" in str(exc).lower():  # "You have already retweeted this Tweet": the state we want
                 return
