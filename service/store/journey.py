@@ -231,15 +231,3 @@ class JourneyQueries:
             " ORDER BY posts.created_at DESC, posts.id DESC",
             (media_id,),
         ).fetchall()
-
-    def review_rows(self, limit: int = 100) -> list[sqlite3.Row]:
-        """Open review items, most uncertain first, each with one media row (key, url) that shows it."""
-        return self.conn.execute(
-            "SELECT q.*, images.sha256, images.cache_path, v.p_2d, v.margin, v.verdict,"
-            " (SELECT media_key FROM media WHERE media.image_id = q.image_id ORDER BY id LIMIT 1) AS media_key,"
-            " (SELECT url FROM media WHERE media.image_id = q.image_id ORDER BY id LIMIT 1) AS media_url"
-            " FROM review_queue q JOIN images ON images.id = q.image_id"
-            " LEFT JOIN verdicts v ON v.id = images.verdict_id"
-            " WHERE q.resolved_at IS NULL ORDER BY q.priority DESC, q.image_id LIMIT ?",
-            (limit,),
-        ).fetchall()
