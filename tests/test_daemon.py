@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 from test_pipeline import assert_routed_exactly_once, db, shown_keys
 from xsandbox import BEARER_TOKEN, no_proxy  # noqa: F401
@@ -17,6 +19,12 @@ from service.daemon import AlreadyRunning, Daemon, single_instance
 from service.pipeline.cycle import CycleSummary
 from service.sandbox import Sandbox
 from service.sources import SourceError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def daemon_env(data_dir, sandbox: Sandbox, **extra: str) -> dict[str, str]:
@@ -30,6 +38,7 @@ def daemon_env(data_dir, sandbox: Sandbox, **extra: str) -> dict[str, str]:
         NIJIFEED_AUDIT_RATE="0.1",
         NIJIFEED_BATCH_SIZE="4",
         NIJIFEED_DOWNLOAD_CONCURRENCY="2",
+        NIJIFEED_WEB_PORT=str(free_port()),
         NO_PROXY="127.0.0.1",
         **extra,
     )
@@ -106,6 +115,9 @@ def test_sigterm_stops_within_seconds_and_a_second_daemon_is_refused(trained, no
         daemon = start(env)
         try:
             wait_for(lambda: count(trained, ROUTED) >= 1)
+            web = f"http://127.0.0.1:{env['NIJIFEED_WEB_PORT']}"
+            assert httpx.get(f"{web}/healthz", timeout=5).status_code == 200  # the daemon serves the feed too
+            assert httpx.get(f"{web}/feed.json", timeout=5).json()["version"].startswith("https://jsonfeed.org")
             second = subprocess.run(
                 [sys.executable, "-m", "service", "run"], env=env, capture_output=True, text=True, timeout=60
             )

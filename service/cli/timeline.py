@@ -57,7 +57,7 @@ def run(ctx: typer.Context) -> None:
         raise typer.Exit(1) from None
 
 
-def serve(app_ctx: Context, *, max_cycles: int | None = None, after_cycle=None) -> None:
+def serve(app_ctx: Context, *, max_cycles: int | None = None, after_cycle=None, any_port: bool = False) -> None:
     """Wire the daemon: cycles on the poll interval, the web face, and the optional jobs beside them."""
     from service.daemon import Daemon
     from service.pipeline.build import ForwardRunner
@@ -81,7 +81,12 @@ def serve(app_ctx: Context, *, max_cycles: int | None = None, after_cycle=None) 
     retrain = _retrain_job(app_ctx)
     if retrain is not None:
         daemon.every(settings.poll_interval, retrain, "retrain")  # checks a count; trains only when due
-    web = serve_in_thread(settings, extra_routes=_extra_routes())
+    try:
+        web = serve_in_thread(settings, extra_routes=_extra_routes())
+    except OSError as exc:
+        if not any_port:
+            raise ValueError(f"cannot serve the web page on {settings.web_host}:{settings.web_port}: {exc}") from None
+        web = serve_in_thread(settings, port=0, extra_routes=_extra_routes())  # the demo takes any free port
     console.print(f"nijifeed: polling {settings.source} every {settings.poll_interval} s; "
                   f"the 2D-only timeline at {web.url}/; data in {settings.data_dir}", highlight=False)
     daemon.install_signal_handlers()
@@ -246,7 +251,7 @@ def demo(
             print_training_report(trained)
         console.rule(f"daemon against the sandbox at {sandbox.url}")
         with single_instance(settings.lock_path):
-            serve(app_ctx, max_cycles=cycles, after_cycle=lambda: sandbox.publish(publish))
+            serve(app_ctx, max_cycles=cycles, after_cycle=lambda: sandbox.publish(publish), any_port=True)
         ctx.obj = app_ctx
         status(ctx)
         console.print(
