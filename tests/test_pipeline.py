@@ -4,6 +4,7 @@ the real store, the model trained on the bundled samples."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections import Counter
 
@@ -221,3 +222,27 @@ def test_faces_show_what_happened_to_each_picture(service_env, sandbox, cli, mon
     assert status["reads_today"] >= len(sandbox.posts())
     assert status["active_model"] == 1
     assert status["review_queue"] == len(json.loads(cli("review", "list", "--json", "--limit", "1000").stdout))
+
+
+def test_folder_source_picks_up_new_image_files(trained, samples, tmp_path, cli, monkeypatch):
+    inbox = tmp_path / "drop"
+    inbox.mkdir()
+    monkeypatch.setenv("NIJIFEED_FOLDER_SETTLE", "0")
+    first = sorted((samples / "inbox").glob("*.jpg"))
+    for path in first[:5]:
+        shutil.copy(path, inbox / path.name)
+    cli("poll", "--source", f"folder:{inbox}")
+    conn = db(trained)
+    assert conn.execute("SELECT count(*) FROM media WHERE kind = 'file'").fetchone()[0] == 5
+    for path in first[5:8]:
+        shutil.copy(path, inbox / path.name)
+    cli("poll", "--source", f"folder:{inbox}")
+    assert conn.execute("SELECT count(*) FROM media WHERE kind = 'file'").fetchone()[0] == 8
+    assert conn.execute("SELECT count(*) FROM polls ORDER BY id DESC").fetchone()[0] == 2
+    assert conn.execute("SELECT posts FROM polls ORDER BY id DESC").fetchone()[0] == 3  # only the new files
+    assert_routed_exactly_once(conn)
+
+
+def test_bad_source_option_names_the_setting(trained, cli):
+    result = cli("poll", "--source", "ftp://nope", ok=False)
+    assert result.exit_code == 1 and "NIJIFEED_SOURCE" in result.output

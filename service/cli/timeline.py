@@ -19,6 +19,21 @@ app.add_typer(media_app, name="media")
 STATUSES = ("pending", "downloaded", "feed", "review", "dropped", "failed", "skipped")
 
 
+SourceOption = Annotated[
+    Optional[str], typer.Option("--source", help='"x" (the home timeline) or "folder:DIR"; default NIJIFEED_SOURCE')
+]
+
+
+def _with_source(ctx: typer.Context, source: str | None) -> Context:
+    """The context, with ``--source`` validated like the setting it overrides."""
+    app_ctx = ctx_of(ctx)
+    if source is None:
+        return app_ctx
+    from service.config import load_settings
+
+    return Context(load_settings(**{**app_ctx.settings.model_dump(), "source": source}))
+
+
 def _runner(app_ctx: Context, stop: threading.Event | None = None):
     from service.pipeline.build import CycleRunner, make_source
 
@@ -26,11 +41,11 @@ def _runner(app_ctx: Context, stop: threading.Event | None = None):
 
 
 @command()
-def poll(ctx: typer.Context) -> None:
+def poll(ctx: typer.Context, source: SourceOption = None) -> None:
     """Run one cycle (fetch, download, classify, route) and print where everything went."""
     from service.sources import SourceError
 
-    runner = _runner(ctx_of(ctx))
+    runner = _runner(_with_source(ctx, source))
     try:
         summary = runner(threading.Event(), True)
     except SourceError as exc:
@@ -44,11 +59,11 @@ def poll(ctx: typer.Context) -> None:
 
 
 @command()
-def run(ctx: typer.Context) -> None:
+def run(ctx: typer.Context, source: SourceOption = None) -> None:
     """The daemon: poll on a schedule until SIGTERM or Ctrl-C, serve the web feed, run the forwarders and retrains."""
     from service.daemon import AlreadyRunning, single_instance
 
-    app_ctx = ctx_of(ctx)
+    app_ctx = _with_source(ctx, source)
     try:
         with single_instance(app_ctx.settings.lock_path):
             serve(app_ctx)
