@@ -246,3 +246,17 @@ def test_folder_source_picks_up_new_image_files(trained, samples, tmp_path, cli,
 def test_bad_source_option_names_the_setting(trained, cli):
     result = cli("poll", "--source", "ftp://nope", ok=False)
     assert result.exit_code == 1 and "NIJIFEED_SOURCE" in result.output
+
+
+def test_a_failed_fetch_still_processes_what_is_stored(samples, sandbox, cli, monkeypatch, tmp_path, no_proxy):  # noqa: F811
+    monkeypatch.setenv("NIJIFEED_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
+    use(monkeypatch, sandbox)
+    cli("poll")  # no model yet: images downloaded, waiting
+    cli("train", "--from-folders", samples / "train/not2d", samples / "train/2d", "--model", "lr")
+    sandbox.inject("429", times=1, reset_in=60)
+    result = cli("poll", ok=False)
+    assert result.exit_code == 1
+    conn = db(tmp_path / "d")
+    assert conn.execute("SELECT count(*) FROM media WHERE status IN ('downloaded', 'pending')").fetchone()[0] == 0
+    assert_routed_exactly_once(conn)

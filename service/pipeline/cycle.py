@@ -127,12 +127,20 @@ class Cycle:
         self.summary = CycleSummary()
 
     def run(self, *, fetch: bool = True) -> CycleSummary:
+        """Fetch, then process everything stored. A failed fetch (rate limit, outage) still lets the stored work
+        go on; its SourceError is raised afterwards so the caller can pause polling."""
+        failure: SourceError | None = None
         if fetch and self.source is not None:
-            self.fetch()
+            try:
+                self.fetch()
+            except SourceError as exc:
+                failure = exc
         if not self.stop.is_set():
             self.classify_leftovers()
         if not self.stop.is_set():
             asyncio.run(self.download_and_classify())
+        if failure is not None:
+            raise failure
         return self.summary
 
     # --- source → store -------------------------------------------------------------------------------------------
