@@ -16,7 +16,7 @@ For each model, out-of-fold probabilities are scored under three rules:
   a wrong one in the feed, so only the 2D side pays for the precision target).
 * ``mA/B`` (``--fixed``): fixed asymmetric margins, A on the 2D side and B on the not-2D side.
 
-Recommended default (builtin-v2 features): ``et-mf0.3`` = ExtraTrees(300, min_samples_leaf=2, max_features=0.3),
+Recommended default (builtin-v3 features; unchanged from v2): ``et-mf0.3`` = ExtraTrees(300, min_samples_leaf=2, max_features=0.3),
 uncalibrated, rule m0.4/0.3. ``--first 61`` keeps only the builtin-v1 columns (feature ablation).
 
 Columns: acc = argmax accuracy on all images; review = share sent to review; prec2d = share of confident 2D

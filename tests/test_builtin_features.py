@@ -152,8 +152,8 @@ def pink_noise(size: int = 256, seed: int = 0) -> Image.Image:
 
 
 def test_version_and_v1_prefix(extractor):
-    assert extractor.name == "builtin-v2"
-    assert extractor.dim == 89
+    assert extractor.name == "builtin-v3"
+    assert extractor.dim == 104
     assert extractor.feature_names[60] == "block_chroma_std_q50"  # v1's 61 features come first, unchanged
 
 

@@ -15,7 +15,7 @@ def test_train_reports_cv_figures_and_activates(trained_data_dir, cli, monkeypat
     monkeypatch.setenv("NIJIFEED_DATA_DIR", str(trained_data_dir))
     info = json.loads(cli("model", "info", "--json").stdout)
     assert info["version"] == 1
-    assert info["extractor"] == "builtin-v2"
+    assert info["extractor"] == "builtin-v3"
     assert info["n_train"] == 40 and info["n_2d"] == 21
     assert info["classes"] == ["not2d", "2d"]
     assert len(info["dataset_sha256"]) == 64
@@ -90,7 +90,7 @@ def test_features_export(samples, tmp_path, cli):
     n = len(list((samples / "inbox").glob("*.jpg"))) + 1
     assert data["features"].shape[0] == n == len(data["paths"])
     assert data["features"].dtype == np.float32
-    assert str(data["extractor"]) == "builtin-v2"
+    assert str(data["extractor"]) == "builtin-v3"
 
 
 def test_commands_without_a_model_say_what_to_do(samples, tmp_path, cli):

@@ -19,6 +19,13 @@ a 3D render or monochrome line art? -- and a few physical differences carry most
   strokes and canvas grain add energy at one scale), and man-made scenes put their power on the H/V axes.
 * **Texture at the brush's scale** (v2). Rotation-invariant uniform LBP histograms at radius 2 and on the
   half-size image tell flat fills, clean edges, brush texture and sensor noise/natural texture apart.
+* **Colour changes apart from light** (v3). In a photo most change across the frame is light (luminance edges,
+  shading) and colour changes follow it; a painter varies hue on its own (coloured shading, hue-shifted
+  strokes, colour outlines), so opponent-colour gradients carry more of the change. Measured at three scales
+  over the whole frame and per cell of a 3x3 grid, so a drawn figure over a photo-like backdrop still shows.
+* **Edge coherence** (v3). Drawn outlines and strokes are long, smooth, single-orientation curves; natural
+  texture and photo detail have edges in all directions at once. The structure-tensor coherence at strong and
+  moderate edges measures it.
 
 Every image is shrunk to fit ``working_size`` (never enlarged, so fine noise is not smoothed away by upsampling)
 and each statistic is a share or a normalised value, so images of any size give comparable numbers. Everything is
@@ -483,6 +490,71 @@ def _multiscale_lbp_features(luma: np.ndarray, fg: np.ndarray) -> list[float]:
     return [*_lbp_histogram(luma, fg, 2), *_lbp_histogram(_half(luma), half_fg, 1)]
 
 
+def _box3(a: np.ndarray) -> np.ndarray:
+    """3x3 mean filter with edge replication."""
+    p = np.pad(a, 1, mode="edge")
+    rows = p[:-2] + p[1:-1] + p[2:]
+    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9
+
+
+def _coherence_features(luma: np.ndarray) -> list[float]:
+    """Structure-tensor coherence (0: edges in all directions, 1: one direction) where edges are strong / moderate.
+
+    Inked outlines and brush strokes are smooth, single-orientation curves (coherence near 1 along them);
+    foliage, fur, gravel and sensor noise give crossing edges. Kept: mean coherence at strong (|grad| > 16) and
+    moderate (4-16) pixels, and the share of strong pixels above 0.8.
+    """
+    gx = np.gradient(luma, axis=1)
+    gy = np.gradient(luma, axis=0)
+    jxx, jyy, jxy = _box3(gx * gx), _box3(gy * gy), _box3(gx * gy)
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-6)
+    magnitude = np.sqrt(gx * gx + gy * gy)
+    strong = magnitude > 16
+    moderate = (magnitude > 4) & ~strong
+    cs = coherence[strong]
+    return [
+        float(cs.mean()) if cs.size else 0.0,
+        float(coherence[moderate].mean()) if moderate.any() else 0.0,
+        float(np.count_nonzero(cs > 0.8) / cs.size) if cs.size else 0.0,
+    ]
+
+
+def _mean_abs_diff(a: np.ndarray) -> np.ndarray:
+    """Mean |horizontal| + mean |vertical| neighbour difference over the last two axes."""
+    return np.abs(np.diff(a, axis=-1)).mean(axis=(-2, -1)) + np.abs(np.diff(a, axis=-2)).mean(axis=(-2, -1))
+
+
+def _grid(a: np.ndarray, n: int = 3) -> np.ndarray:
+    """(n*n, h//n, w//n) cells of a 2-D array (remainder rows/columns dropped)."""
+    h, w = a.shape
+    sh, sw = h // n, w // n
+    return a[: sh * n, : sw * n].reshape(n, sh, n, sw).transpose(0, 2, 1, 3).reshape(n * n, sh, sw)
+
+
+def _opponent_features(planes: np.ndarray, luma: np.ndarray) -> list[float]:
+    """Log ratio of opponent-colour (red-green, yellow-blue) to luminance gradient energy.
+
+    Whole frame at full, half and quarter size, then per 3x3 cell (max, min, median over cells) at full size.
+    High where colour changes without light changing (painted colour), low where change is mostly light (photos,
+    renders, line art).
+    """
+    r, g, b = planes
+    rg, yb = r - g, 0.5 * (r + g) - b
+    out: list[float] = []
+    y, c1, c2 = luma, rg, yb
+    for _ in range(3):
+        gl = float(_mean_abs_diff(y)) + 1e-3
+        out += [float(np.log((_mean_abs_diff(c1) + 1e-3) / gl)), float(np.log((_mean_abs_diff(c2) + 1e-3) / gl))]
+        y, c1, c2 = _half(y), _half(c1), _half(c2)
+    if min(luma.shape) < 6:  # cells too small to difference
+        return out + [0.0] * 6
+    gl = _mean_abs_diff(_grid(luma)) + 1e-3
+    for c in (rg, yb):
+        v = np.log((_mean_abs_diff(_grid(c)) + 1e-3) / gl)
+        out += [float(v.max()), float(v.min()), float(np.median(v))]
+    return out
+
+
 FEATURE_NAMES: list[str] = [
     # scene
     "backdrop_share", "border_uniformity",
@@ -513,14 +585,22 @@ FEATURE_NAMES: list[str] = [
     # multi-scale LBP histograms (v2)
     *(f"lbp2_{k}" for k in (*range(9), "nonuniform")),
     *(f"lbp_half_{k}" for k in (*range(9), "nonuniform")),
+    # opponent colour vs light (v3)
+    "opp_rg", "opp_yb", "opp_rg_half", "opp_yb_half", "opp_rg_quarter", "opp_yb_quarter",
+    # edge coherence (v3)
+    "coherence_strong", "coherence_moderate", "coherent_strong_share",
+    # opponent colour per 3x3 cell (v3)
+    "cell_opp_rg_max", "cell_opp_rg_min", "cell_opp_rg_median", "cell_opp_yb_max", "cell_opp_yb_min",
+    "cell_opp_yb_median",
 ]
 
 
 class BuiltinExtractor:
     """Colour, palette, edge, noise, texture, outline, patch and spectrum statistics (module docstring: why each
-    helps). v2 = v1's 61 features (unchanged, same order) + 8 spectrum + 20 multi-scale LBP features."""
+    helps). v2 = v1's 61 features (unchanged, same order) + 8 spectrum + 20 multi-scale LBP features.
+    v3 = v2's 89 (unchanged, same order) + 6 opponent-colour, 3 edge-coherence and 6 per-cell opponent-colour."""
 
-    name = "builtin-v2"
+    name = "builtin-v3"
     feature_names: list[str] = FEATURE_NAMES
     dim = len(FEATURE_NAMES)
 
@@ -557,6 +637,8 @@ class BuiltinExtractor:
             *_spectrum_features(luma),
             *_multiscale_lbp_features(luma, fg),
         ]
+        opponent = _opponent_features(planes, luma)
+        values += [*opponent[:6], *_coherence_features(luma), *opponent[6:]]
         return np.nan_to_num(np.asarray(values, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
