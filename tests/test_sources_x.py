@@ -14,40 +14,22 @@ from service.sandbox import Sandbox, snowflake
 from service.sources import SourceError
 from service.sources.x import XSource, snowflake_ms
 
-try:
-    from xsandbox import (  # noqa: F401
-        ACCESS_TOKEN,
-        ACCESS_TOKEN_SECRET,
-        BEARER_TOKEN,
-        CONSUMER_KEY,
-        CONSUMER_SECRET,
-        SECRETS,
-        Sleeps,
-        all_log_text,
-        all_posts,
-        collect,
-        make_source,
-        no_proxy,
-        sandbox,
-        timeline_requests,
-    )
-except ImportError:  # pragma: no cover
-    from tests.xsandbox import (  # noqa: F401
-        ACCESS_TOKEN,
-        ACCESS_TOKEN_SECRET,
-        BEARER_TOKEN,
-        CONSUMER_KEY,
-        CONSUMER_SECRET,
-        SECRETS,
-        Sleeps,
-        all_log_text,
-        all_posts,
-        collect,
-        make_source,
-        no_proxy,
-        sandbox,
-        timeline_requests,
-    )
+from xsandbox import (  # noqa: F401
+    ACCESS_TOKEN,
+    ACCESS_TOKEN_SECRET,
+    BEARER_TOKEN,
+    CONSUMER_KEY,
+    CONSUMER_SECRET,
+    SECRETS,
+    Sleeps,
+    all_log_text,
+    all_posts,
+    collect,
+    make_source,
+    no_proxy,
+    sandbox,
+    timeline_requests,
+)
 
 
 def test_user_id_resolved_once(sandbox):
