@@ -260,3 +260,12 @@ def test_a_failed_fetch_still_processes_what_is_stored(samples, sandbox, cli, mo
     conn = db(tmp_path / "d")
     assert conn.execute("SELECT count(*) FROM media WHERE status IN ('downloaded', 'pending')").fetchone()[0] == 0
     assert_routed_exactly_once(conn)
+
+
+def test_threshold_setting_overrides_the_model_rule_in_the_pipeline_too(service_env, sandbox, cli, monkeypatch):
+    use(monkeypatch, sandbox)
+    monkeypatch.setenv("NIJIFEED_THRESHOLD", "1.0")  # margin < 1.0 is unsure: everything goes to review
+    cli("poll")
+    conn = db(service_env)
+    verdicts = {row[0] for row in conn.execute("SELECT verdict FROM verdicts")}
+    assert verdicts == {"uncertain"}

@@ -51,10 +51,13 @@ class TrainedModel:
     estimator: object
     meta: ModelMeta
     version: int | None = None
+    #: ``NIJIFEED_THRESHOLD``: replaces the trained rule's thresholds wherever this model decides.
+    threshold_override: float | None = None
 
     @property
     def rule(self) -> Rule:
-        return Rule(**self.meta.rule)
+        rule = Rule(**self.meta.rule)
+        return rule if self.threshold_override is None else rule.with_threshold(self.threshold_override)
 
     def check_extractor(self, name: str, dim: int) -> None:
         if (name, dim) != (self.meta.extractor, self.meta.dim):

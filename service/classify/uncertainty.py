@@ -73,6 +73,10 @@ class Rule:
     def to_dict(self) -> dict:
         return {"score_kind": self.score_kind, "threshold": self.threshold, "threshold_not2d": self.threshold_not2d}
 
+    def with_threshold(self, threshold: float) -> Rule:
+        """The same score with one threshold for both verdicts: what ``NIJIFEED_THRESHOLD`` asks for."""
+        return Rule(self.score_kind, threshold)
+
 
 #: Scores within this of the threshold count as equal to it, so 0.715 - 0.285 (0.42999...) is "margin 0.43".
 _TIE = 1e-9

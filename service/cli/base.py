@@ -6,7 +6,6 @@ import functools
 import logging
 from contextlib import contextmanager
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated, Iterator
 
 import typer
@@ -15,7 +14,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from service.classify.registry import ModelError, TrainedModel, load_model, save_model
+from service.classify.registry import ModelError, TrainedModel
 from service.config import ConfigError, Settings, load_settings
 from service.features import FeatureExtractor, ImageLimits, make_extractor
 from service.features.images import ImageError
@@ -48,22 +47,15 @@ class Context:
         return ImageLimits(self.settings.max_image_bytes, self.settings.max_image_pixels)
 
     def active_model(self) -> TrainedModel:
-        row = self.store.active_model()
-        if row is None:
-            raise ModelError("no active model yet: train one with `nijifeed train --from-folders NEG_DIR POS_DIR`")
-        model = load_model(Path(row["path"]), int(row["version"]))
-        model.check_extractor(self.extractor.name, self.extractor.dim)
-        return model
+        from service.pipeline.build import ActiveModel
+
+        return ActiveModel(self.store, self.extractor, self.settings.threshold).load()
 
     def activate(self, model: TrainedModel) -> int:
         """Save the model file, register it and make it active in one step."""
-        path = save_model(self.settings.models_dir, model)
-        rule = model.rule
-        version = self.store.register_model(
-            path, model.meta.extractor, model.meta.kind, rule.threshold, rule.score_kind, model.meta.cv
-        )
-        self.store.activate_model(version)
-        model.version = version
+        from service.pipeline.loop import publish
+
+        version, _ = publish(self.store, self.settings.models_dir, model, [])
         return version
 
 

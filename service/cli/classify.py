@@ -182,7 +182,6 @@ def triage(
             limits=app_ctx.limits,
             batch_size=app_ctx.settings.batch_size,
             store=app_ctx.store,
-            threshold=app_ctx.settings.threshold,
             on_progress=advance,
         )
     report_failures(failures)
@@ -218,8 +217,6 @@ def eval_(
     model = load_active(app_ctx)
     data = labelled_folders(app_ctx, neg_dir, pos_dir)
     rule = model.rule
-    if app_ctx.settings.threshold is not None:
-        rule = type(rule)(rule.score_kind, app_ctx.settings.threshold)
     p = model.p_2d(data.X)
     metrics = evaluate_metrics(data.y, p, rule).to_dict()
     table = risk_coverage(data.y, p, rule)

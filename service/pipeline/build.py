@@ -25,11 +25,22 @@ class ActiveModel:
     restart. A model that cannot be loaded keeps the previous one in use and says why, once.
     """
 
-    def __init__(self, store: Store, extractor: FeatureExtractor) -> None:
+    def __init__(self, store: Store, extractor: FeatureExtractor, threshold: float | None = None) -> None:
         self.store = store
         self.extractor = extractor
+        self.threshold = threshold
         self.model: TrainedModel | None = None
         self._failed_version: int | None = None
+
+    def load(self) -> TrainedModel:
+        """The active model, checked against the extractor; raises ``ModelError`` saying what to do."""
+        row = self.store.active_model()
+        if row is None:
+            raise ModelError("no active model yet: train one with `nijifeed train --from-folders NEG_DIR POS_DIR`")
+        model = load_model(Path(row["path"]), int(row["version"]))
+        model.check_extractor(self.extractor.name, self.extractor.dim)
+        model.threshold_override = self.threshold
+        return model
 
     def __call__(self) -> TrainedModel | None:
         row = self.store.active_model()
@@ -38,8 +49,7 @@ class ActiveModel:
         version = int(row["version"])
         if (self.model is None or self.model.version != version) and version != self._failed_version:
             try:
-                model = load_model(Path(row["path"]), version)
-                model.check_extractor(self.extractor.name, self.extractor.dim)
+                model = self.load()
             except ModelError as exc:
                 log.error("cannot use model v%d: %s", version, exc)
                 self._failed_version = version
@@ -153,7 +163,7 @@ class CycleRunner:
 
     def __call__(self, stop: threading.Event, fetch: bool = True):
         store = self.store()
-        model = self._models.setdefault(threading.get_ident(), ActiveModel(store, self.extractor))
+        model = self._models.setdefault(threading.get_ident(), ActiveModel(store, self.extractor, self.settings.threshold))
         cycle = make_cycle(self.settings, store, source=self.source, extractor=self.extractor, model=model, stop=stop)
         try:
             return cycle.run(fetch=fetch)

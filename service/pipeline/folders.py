@@ -128,7 +128,6 @@ def triage(
     limits: ImageLimits,
     batch_size: int,
     store: Store | None = None,
-    threshold: float | None = None,
     on_progress: Progress | None = None,
 ) -> tuple[list[TriageRow], list[ImageError]]:
     """A verdict for every readable image under ``folder``."""
@@ -138,10 +137,7 @@ def triage(
     )
     if not got.paths:
         return [], got.failures
-    rule = model.rule
-    if threshold is not None:
-        rule = type(rule)(rule.score_kind, threshold)
-    verdicts, p = model.classify(got.features, rule)
+    verdicts, p = model.classify(got.features)
     margins = margin(np.column_stack([1 - p, p]))
     rows = [TriageRow(path, str(v), float(pi), float(m)) for path, v, pi, m in zip(got.paths, verdicts, p, margins)]
     return rows, got.failures
