@@ -76,42 +76,47 @@ def serve(app_ctx: Context, *, max_cycles: int | None = None, after_cycle=None, 
     """Wire the daemon: cycles on the poll interval, the web face, and the optional jobs beside them."""
     from service.daemon import Daemon
     from service.pipeline.build import ForwardRunner
-    from service.web import serve_in_thread
 
     settings = app_ctx.settings
+    web = _start_web(settings, any_port)
     stop = threading.Event()
     runner = _runner(app_ctx, stop)
-
-    def cycle(stop_event, fetch):
-        summary = runner(stop_event, fetch)  # the daemon logs its one-line summary
-        if after_cycle is not None:
-            after_cycle()
-        return summary
-
-    daemon = Daemon(cycle, interval=settings.poll_interval, jitter=settings.poll_jitter, max_cycles=max_cycles,
-                    stop=stop)
     forwarder = ForwardRunner(settings)
-    if forwarder:
-        daemon.every(settings.forward_interval, forwarder, "forward")
-    retrain = _retrain_job(app_ctx)
-    if retrain is not None:
-        daemon.every(settings.poll_interval, retrain, "retrain")  # checks a count; trains only when due
     try:
-        web = serve_in_thread(settings, extra_routes=_extra_routes())
-    except OSError as exc:
-        if not any_port:
-            raise ValueError(f"cannot serve the web page on {settings.web_host}:{settings.web_port}: {exc}") from None
-        web = serve_in_thread(settings, port=0, extra_routes=_extra_routes())  # the demo takes any free port
-    console.print(f"nijifeed: polling {settings.source} every {settings.poll_interval} s; "
-                  f"the 2D-only timeline at {web.url}/; data in {settings.data_dir}", highlight=False)
-    daemon.install_signal_handlers()
-    try:
+
+        def cycle(stop_event, fetch):
+            summary = runner(stop_event, fetch)  # the daemon logs its one-line summary
+            if after_cycle is not None:
+                after_cycle()
+            return summary
+
+        daemon = Daemon(cycle, interval=settings.poll_interval, jitter=settings.poll_jitter, max_cycles=max_cycles,
+                        stop=stop)
+        if forwarder:
+            daemon.every(settings.forward_interval, forwarder, "forward")
+        retrain = _retrain_job(app_ctx)
+        if retrain is not None:
+            daemon.every(settings.poll_interval, retrain, "retrain")  # checks a count; trains only when due
+        console.print(f"nijifeed: polling {settings.source} every {settings.poll_interval} s; "
+                      f"the 2D-only timeline at {web.url}/; data in {settings.data_dir}", highlight=False)
+        daemon.install_signal_handlers()
         daemon.start()
         daemon.wait()
     finally:
         web.stop()
         runner.close()
         forwarder.close()
+
+
+def _start_web(settings, any_port: bool):
+    from service.web import serve_in_thread
+
+    try:
+        return serve_in_thread(settings, extra_routes=_extra_routes())
+    except OSError as exc:
+        if not any_port:
+            raise ValueError(f"cannot serve the web page on {settings.web_host}:{settings.web_port}: {exc}") from None
+        return serve_in_thread(settings, port=0, extra_routes=_extra_routes())  # the demo takes any free port
 
 
 @command()
