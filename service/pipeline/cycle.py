@@ -30,6 +30,7 @@ from service.features.images import ImageError, load_image
 from service.media.cache import ImageCache
 from service.sources import Source, SourceError
 from service.store import Store
+from service.store.journey import ROUTE_OF_VERDICT
 
 log = logging.getLogger(__name__)
 
@@ -272,17 +273,18 @@ class Cycle:
         if model is None or model.version is None:
             self.summary.waiting_for_model += len(batch)
             return
-        for ready, vector in zip(batch, vectors):
-            self.store.put_features(ready.image_id, self.extractor.name, vector)
         verdicts, p = model.classify(vectors)
         probs = np.column_stack([1 - p, p])
         margins, scores = margin_of(probs), uncertainty(probs, model.rule.score_kind)
-        for i, ready in enumerate(batch):
-            verdict = str(verdicts[i])
-            audit = verdict != "uncertain" and audit_draw(ready.sha256) < self.audit_rate
-            routed = self.store.route_image(
-                ready.image_id, model.version, verdict, float(p[i]), float(margins[i]), float(scores[i]), audit=audit
-            )
-            if routed:
-                self.summary.routed[{"2d": "feed", "not2d": "dropped", "uncertain": "review"}[verdict]] += 1
-                self.summary.audit += int(audit)
+        with self.store.transaction():  # one commit per batch; each routing is still conditional, so a re-run is safe
+            for i, ready in enumerate(batch):
+                self.store.put_features(ready.image_id, self.extractor.name, vectors[i])
+                verdict = str(verdicts[i])
+                audit = verdict != "uncertain" and audit_draw(ready.sha256) < self.audit_rate
+                routed = self.store.route_image(
+                    ready.image_id, model.version, verdict, float(p[i]), float(margins[i]), float(scores[i]),
+                    audit=audit,
+                )
+                if routed:
+                    self.summary.routed[ROUTE_OF_VERDICT[verdict]] += 1
+                    self.summary.audit += int(audit)
