@@ -7,6 +7,8 @@ the environment itself, so tests can build any configuration they need.
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 import os
 import re
 from pathlib import Path
@@ -20,8 +22,10 @@ ScoreKind = Literal["margin", "least_confident", "entropy"]
 ExtractorName = Literal["auto", "builtin", "i2v", "onnx"]
 
 
-class ConfigError(Exception):
+class ConfigError(NijifeedError):
     """A setting has a bad value; the message names the setting and what is wrong."""
+
+    exit_code = 2  # as for a bad command-line option: nothing ran
 
 
 def _default_data_dir() -> Path:

@@ -8,6 +8,8 @@ polling (downloads and classification of what is already stored go on) instead o
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 import fcntl
 import logging
 import os
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 FATAL_BACKOFF_S = 3600.0
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(NijifeedError):
     pass
 
 

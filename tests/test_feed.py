@@ -7,6 +7,8 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+
+from service.errors import InputError
 from feedkit import feed_sandbox, polled, polled_template  # noqa: F401
 
 from service.feed import Cursor, entry_for_post, feed_entries, feed_page
@@ -105,7 +107,7 @@ def test_cursor_paging_visits_every_entry_once(polled):  # noqa: F811
                 break
             cursor = Cursor.decode(page.next.encode())
         assert seen == everything
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="not a feed cursor"):
         Cursor.decode("not-a-cursor")
 
 
@@ -131,5 +133,5 @@ def test_since_accepts_iso_times_and_durations():
     assert parse_since("2026-05-09T07:30:00.250Z") == "2026-05-09T07:30:00.250"
     assert parse_since("6h", now=now) == "2026-05-09T06:00:00.000"
     assert parse_since("2d", now=now) == "2026-05-07T12:00:00.000"
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="not a time"):
         parse_since("yesterday")

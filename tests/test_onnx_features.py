@@ -18,6 +18,7 @@ from service.features import onnx as onnx_features
 from service.features.onnx import (
     I2V_PRESET,
     ModelLoadError,
+    ModelNotFoundError,
     OnnxExtractor,
     OnnxPreset,
     PresetError,
@@ -230,7 +231,7 @@ def test_corrupt_file(tmp_path: Path) -> None:
 
 def test_missing_file_names_the_path_and_the_setting(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "i2v.onnx"
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(ModelNotFoundError) as err:
         open_extractor(path)
     assert isinstance(err.value, ModelLoadError)
     assert str(path) in str(err.value) and "NIJIFEED_I2V_MODEL" in str(err.value)

@@ -245,7 +245,7 @@ def test_folder_source_picks_up_new_image_files(trained, samples, tmp_path, cli,
 
 def test_bad_source_option_names_the_setting(trained, cli):
     result = cli("poll", "--source", "ftp://nope", ok=False)
-    assert result.exit_code == 1 and "NIJIFEED_SOURCE" in result.output
+    assert result.exit_code == 2 and "NIJIFEED_SOURCE" in result.output  # a bad setting: exit 2
 
 
 def test_a_failed_fetch_still_processes_what_is_stored(samples, sandbox, cli, monkeypatch, tmp_path, no_proxy):  # noqa: F811

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from service.errors import InputError
 from PIL import Image
 
 from service.media.cache import ImageCache
@@ -234,7 +236,7 @@ def test_rescoring_leaves_images_answered_meanwhile_alone(world):
 
 def test_labels_and_refs():
     assert parse_label("2D") == "2d" and parse_label("not2d") == "not2d" and parse_label("x") == "not2d"
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="unknown label"):
         parse_label("maybe")
 
 

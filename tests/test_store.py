@@ -184,7 +184,7 @@ def test_one_active_model_at_a_time(store: Store) -> None:
     assert store.active_model()["version"] == v2  # type: ignore[index]
     assert [(m["version"], m["active"]) for m in store.list_models()] == [(v1, 0), (v2, 1)]
 
-    with pytest.raises(KeyError):
+    with pytest.raises(StoreError, match="no model version 999"):
         store.activate_model(999)
     assert store.active_model()["version"] == v2  # type: ignore[index]
 

@@ -158,7 +158,7 @@ def test_a_non_loopback_bind_needs_a_token(tmp_path, host, cli, monkeypatch):
         create_app(settings(data_dir=tmp_path, web_host=host))
     monkeypatch.setenv("NIJIFEED_WEB_HOST", host)
     result = cli("web", ok=False)
-    assert result.exit_code == 1 and "NIJIFEED_WEB_TOKEN" in result.output
+    assert result.exit_code == 2 and "NIJIFEED_WEB_TOKEN" in result.output  # a bad setting: exit 2
     assert create_app(settings(data_dir=tmp_path, web_host=host, web_token="t0ken"))
 
 

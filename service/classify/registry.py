@@ -7,6 +7,8 @@ Loading a model next to a different feature extractor fails loudly: its numbers 
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 import pickle
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from service.classify.uncertainty import CLASSES, Rule, verdicts
 from service.files import write_atomic
 
 
-class ModelError(Exception):
+class ModelError(NijifeedError):
     """A model file is missing, unreadable, or made for other features."""
 
 

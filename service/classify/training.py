@@ -6,6 +6,8 @@ never saw it nor any of its near-duplicates. Only then is the final model fitted
 
 from __future__ import annotations
 
+from service.errors import TrainingError
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -80,7 +82,7 @@ class TrainingData:
 def check_trainable(y: np.ndarray) -> None:
     counts = np.bincount(np.asarray(y, dtype=int), minlength=2)
     if counts.min() < 4:
-        raise ValueError(f"need at least 4 images of each class to train; have {counts[1]} 2D and {counts[0]} not-2D")
+        raise TrainingError(f"need at least 4 images of each class to train; have {counts[1]} 2D and {counts[0]} not-2D")
 
 
 def train(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 import functools
 import logging
 from contextlib import contextmanager
@@ -63,8 +65,10 @@ def ctx_of(ctx: typer.Context) -> Context:
     return ctx.obj
 
 
-#: Errors that are the user's to fix (a path, a setting, a model file): one red line, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelError, StoreError, FileNotFoundError, ValueError)
+def fail(exc: NijifeedError) -> typer.Exit:
+    """Print a user error as one red line; the exit to raise carries the error's own status."""
+    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    return typer.Exit(exc.exit_code)
 
 
 def command(group: typer.Typer = app, name: str | None = None):
@@ -75,9 +79,8 @@ def command(group: typer.Typer = app, name: str | None = None):
         def wrapper(*args, **kwargs):
             try:
                 return func(*args, **kwargs)
-            except USER_ERRORS as exc:
-                err.print(f"[red]error:[/red] {exc}", highlight=False)
-                raise typer.Exit(1) from None
+            except NijifeedError as exc:
+                raise fail(exc) from None
 
         return group.command(name)(wrapper)
 
@@ -89,8 +92,7 @@ def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
     try:
         settings = load_settings()
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     level = "DEBUG" if verbose else settings.log_level
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
     if not verbose:

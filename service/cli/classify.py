@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.errors import InputError
+
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -54,7 +56,7 @@ def train(
     app_ctx = ctx_of(ctx)
     kind = model or app_ctx.settings.model
     if kind not in MODELS:
-        raise ValueError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
+        raise InputError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
     store = app_ctx.store
     previous = store.active_model()
     queue_before = store.open_review_count()
@@ -321,11 +323,7 @@ def model_list(ctx: typer.Context) -> None:
 def model_use(ctx: typer.Context, version: int) -> None:
     """Make VERSION the active model (roll back or forward)."""
     app_ctx = ctx_of(ctx)
-    try:
-        app_ctx.store.activate_model(version)
-    except KeyError:
-        err.print(f"[red]error:[/red] no model version {version} (see `nijifeed model list`)")
-        raise typer.Exit(1) from None
+    app_ctx.store.activate_model(version)
     console.print(f"model v{version} is now active")
 
 

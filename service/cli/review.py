@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.cli.base import USER_ERRORS, Context, app, command, console, ctx_of, err
+from service.cli.base import Context, app, command, console, ctx_of, err, fail
+from service.errors import NijifeedError
 from service.review import UndoError, open_items, parse_label, resolve
 from service.review import label as label_image
 from service.review import undo as undo_label
@@ -44,9 +45,8 @@ def review(ctx: typer.Context) -> None:
     try:
         tally = interactive(ctx_of(ctx))
         remaining = ctx_of(ctx).store.open_review_count()
-    except USER_ERRORS as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    except NijifeedError as exc:
+        raise fail(exc) from None
     console.print(f"{tally.line()}; {remaining} left in the queue", highlight=False)
 
 

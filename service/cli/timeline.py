@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.errors import InputError
+
 import json
 import threading
 from datetime import datetime, timezone
@@ -115,7 +117,7 @@ def _start_web(settings, any_port: bool):
         return serve_in_thread(settings, extra_routes=_extra_routes())
     except OSError as exc:
         if not any_port:
-            raise ValueError(f"cannot serve the web page on {settings.web_host}:{settings.web_port}: {exc}") from None
+            raise InputError(f"cannot serve the web page on {settings.web_host}:{settings.web_port}: {exc}") from None
         return serve_in_thread(settings, port=0, extra_routes=_extra_routes())  # the demo takes any free port
 
 
@@ -205,7 +207,7 @@ def media_list(
 ) -> None:
     """Every image seen, newest first, with its status (and the reason, for failed and skipped ones)."""
     if status_ is not None and status_ not in STATUSES:
-        raise ValueError(f"unknown status {status_!r}; choose one of: {', '.join(STATUSES)}")
+        raise InputError(f"unknown status {status_!r}; choose one of: {', '.join(STATUSES)}")
     store = ctx_of(ctx).store
     items = [_media_dict(store, row) for row in store.list_media(status_, limit)]
     if as_json:
@@ -226,7 +228,7 @@ def media_show(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="I
     store = ctx_of(ctx).store
     row = store.media_by_id_or_key(ref)
     if row is None:
-        raise ValueError(f"no media with id or key {ref!r} (see `nijifeed media list`)")
+        raise InputError(f"no media with id or key {ref!r} (see `nijifeed media list`)")
     item = _media_dict(store, row)
     item.update(width=row["width"], height=row["height"], cache_path=row["cache_path"], routed_by=row["routed_by"],
                 margin=row["margin"], audit=bool(row["audit"]) if row["audit"] is not None else None)

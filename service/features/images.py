@@ -7,6 +7,8 @@ composited on white, palettes expanded, CMYK and 16-bit converted).
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 import io
 import warnings
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
 
-class ImageError(Exception):
+class ImageError(NijifeedError):
     """An image could not be used; ``reason`` is short enough to store and show in a table."""
 
     def __init__(self, source: str, reason: str) -> None:

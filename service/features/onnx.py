@@ -10,6 +10,8 @@ Only ``onnxruntime`` is needed here; the ``onnx`` package is a test dependency.
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 import json
 import logging
 import math
@@ -57,18 +59,22 @@ DEFAULT_MODEL_SETTING = "NIJIFEED_ONNX_MODEL"
 DEFAULT_BATCH_SIZE = 16
 
 
-class PresetError(ValueError):
+class ExtractorError(NijifeedError):
+    """An ONNX model or its preset cannot serve as a feature extractor."""
+
+
+class PresetError(ExtractorError):
     """A preset file or value is wrong; the message names the file and the key."""
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(ExtractorError):
     """The model file cannot be used with its preset: missing, not ONNX, or its inputs/outputs do not match.
 
     A ``ValueError``: it is a bad configured value (the path), reported to the user like any other.
     """
 
 
-class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+class ModelNotFoundError(ModelLoadError):
     """The model file does not exist; also a ``FileNotFoundError`` so generic handlers still catch it."""
 
 

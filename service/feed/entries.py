@@ -7,6 +7,8 @@ original, or two accounts retweeting it, give one entry. Only images routed to t
 
 from __future__ import annotations
 
+from service.errors import InputError
+
 import base64
 import binascii
 import json
@@ -63,14 +65,14 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        """Raises ValueError for anything that is not a cursor this code made."""
+        """Raises ``InputError`` for anything that is not a cursor this code made."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             at, entry_id = json.loads(raw)
         except (binascii.Error, ValueError, TypeError):
-            raise ValueError(f"not a feed cursor: {text[:40]!r}") from None
+            raise InputError(f"not a feed cursor: {text[:40]!r}") from None
         if not (isinstance(at, str) and isinstance(entry_id, str)):
-            raise ValueError(f"not a feed cursor: {text[:40]!r}")
+            raise InputError(f"not a feed cursor: {text[:40]!r}")
         return cls(at, entry_id)
 
 

@@ -7,6 +7,8 @@ The store keeps ISO 8601 UTC text that sorts as text (``2026-05-09T07:35:25.123+
 
 from __future__ import annotations
 
+from service.errors import InputError
+
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -15,11 +17,11 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def parse_time(value: str) -> datetime:
-    """An ISO 8601 date or date-time (no zone means UTC) as an aware UTC datetime; raises ValueError."""
+    """An ISO 8601 date or date-time (no zone means UTC) as an aware UTC datetime; raises ``InputError``."""
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"not a time: {value!r} (expected ISO 8601 such as 2026-05-09 or 2026-05-09T07:30Z, or a "
+        raise InputError(f"not a time: {value!r} (expected ISO 8601 such as 2026-05-09 or 2026-05-09T07:30Z, or a "
                          "duration such as 30m, 6h, 2d, 1w)") from None
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 

@@ -5,6 +5,8 @@ This module only composes parts: features extracts, the store caches vectors by 
 
 from __future__ import annotations
 
+from service.errors import InputError
+
 import csv
 import shutil
 from collections.abc import Callable, Sequence
@@ -62,11 +64,11 @@ def labelled_paths(neg_dir: Path, pos_dir: Path) -> tuple[list[Path], np.ndarray
     """Images of both folders with labels (0 = not 2D, 1 = 2D); a missing or empty folder is an error."""
     for folder in (neg_dir, pos_dir):
         if not folder.is_dir():
-            raise FileNotFoundError(f"not a folder: {folder}")
+            raise InputError(f"not a folder: {folder}")
     neg, pos = list_images(neg_dir), list_images(pos_dir)
     if not neg or not pos:
         empty = neg_dir if not neg else pos_dir
-        raise ValueError(f"no images found in {empty}")
+        raise InputError(f"no images found in {empty}")
     return neg + pos, np.array([0] * len(neg) + [1] * len(pos))
 
 

@@ -13,6 +13,8 @@ stays in ``training``, ``thresholds`` and ``uncertainty``.
 
 from __future__ import annotations
 
+from service.errors import InputError, TrainingError
+
 import json
 import logging
 from collections import Counter
@@ -194,7 +196,7 @@ def training_set(store: Store, extractor: FeatureExtractor, settings: Settings) 
                 extractor, folders, limits=limits, batch_size=settings.batch_size, store=store
             )
             unusable += [f"{f.source}: {f.reason}" for f in failures]
-        except (FileNotFoundError, ValueError) as exc:
+        except InputError as exc:
             unusable.append(f"original folders not used: {exc}")
             folders = None
     labelled, missing = store_examples(
@@ -270,7 +272,7 @@ def retrain(
     target_precision: float | None = None,
     threshold: float | None = None,
 ) -> RetrainResult:
-    """One turn of the loop (see the module docstring). Raises ``ValueError`` when there is too little to learn
+    """One turn of the loop (see the module docstring). Raises ``TrainingError`` when there is too little to learn
     from (fewer than 4 images of a class)."""
     previous = store.active_model()
     training = training_set(store, extractor, settings)
@@ -340,7 +342,7 @@ def maybe_retrain(
         extractor = make_extractor(settings)
     try:
         result = retrain(settings, store, extractor)
-    except ValueError as exc:
+    except TrainingError as exc:
         log.info("retrain postponed (%d new labels): %s", waiting, exc)
         return None
     log.info("retrained: %s", result.line())

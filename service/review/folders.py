@@ -7,6 +7,8 @@ a file whose name is not ours, or whose content changed (edited, re-saved, repla
 
 from __future__ import annotations
 
+from service.errors import InputError
+
 import hashlib
 import re
 import shutil
@@ -90,7 +92,7 @@ class ImportResult:
 def import_answers(store: Store, folder: Path) -> ImportResult:
     """Label every image found in ``folder/2d`` and ``folder/not2d`` (see the module docstring)."""
     if not all((folder / name).is_dir() for name in ANSWER_DIRS):
-        raise FileNotFoundError(f"{folder} has no 2d/ and not2d/ folders (make them with `nijifeed review export`)")
+        raise InputError(f"{folder} has no 2d/ and not2d/ folders (make them with `nijifeed review export`)")
     result = ImportResult()
     found: dict[int, list[tuple[str, Path]]] = {}
     for answer in ANSWER_DIRS:

@@ -7,6 +7,8 @@ is worked through. Every answer is stored at once by the store, with what it nee
 
 from __future__ import annotations
 
+from service.errors import InputError
+
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
@@ -68,7 +70,7 @@ def interleave(uncertain: Sequence[T], audit: Sequence[T], every: int) -> list[T
     ``every=1`` shows audit items first. Pure, so the order is easy to test and the same for CLI and session.
     """
     if every < 1:
-        raise ValueError("every must be >= 1")
+        raise InputError("every must be >= 1")
     out: list[T] = []
     u, a = list(uncertain), list(audit)
     while u and a:
@@ -91,14 +93,14 @@ def parse_label(text: str) -> Label:
     try:
         return LABELS[text.strip().lower()]
     except KeyError:
-        raise ValueError(f"unknown label {text!r}: use 2d or not2d") from None
+        raise InputError(f"unknown label {text!r}: use 2d or not2d") from None
 
 
 def resolve(store: Store, ref: str) -> int:
     """The image id behind an image id or a media key, as `review list` shows them."""
     image_id = store.image_id_of(ref)
     if image_id is None:
-        raise ValueError(f"no image with id or media key {ref!r} (see `nijifeed review list`)")
+        raise InputError(f"no image with id or media key {ref!r} (see `nijifeed review list`)")
     return image_id
 
 

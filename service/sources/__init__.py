@@ -6,6 +6,8 @@ the cursor (``since_id``) only when every page of a poll is stored, so a crash m
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -53,7 +55,7 @@ class Page:
     errors: list[str] = field(default_factory=list)  # partial errors beside data: logged, data used
 
 
-class SourceError(Exception):
+class SourceError(NijifeedError):
     """A poll failed; ``retry_after`` (seconds) says when trying again makes sense, ``fatal`` that it will not
     help until the user changes something (credentials, plan)."""
 

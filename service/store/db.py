@@ -15,6 +15,8 @@ One ``Store`` per thread: sqlite3 connections are not shared across threads here
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 import json
 import logging
 import re
@@ -45,7 +47,7 @@ _FLOAT32 = np.dtype("<f4")
 _IN_CHUNK = 500  # ids per "IN (...)" query; well under SQLite's bound-parameter limit
 
 
-class StoreError(Exception):
+class StoreError(NijifeedError):
     """The store cannot be used as asked; the message says what to do."""
 
 
@@ -322,7 +324,7 @@ class Store(JourneyQueries, FeedQueries, ReviewQueries):
         transaction, so a reader never sees zero or two active models."""
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM models WHERE version = ?", (version,)).fetchone() is None:
-                raise KeyError(f"no model version {version}")
+                raise StoreError(f"no model version {version} (see `nijifeed model list`)")
             conn.execute("UPDATE models SET active = 0 WHERE active = 1 AND version != ?", (version,))
             conn.execute("UPDATE models SET active = 1 WHERE version = ?", (version,))
 

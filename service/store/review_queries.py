@@ -10,6 +10,8 @@ they are written in the same transaction as the label they describe, so they can
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 import json
 import sqlite3
 from collections import Counter
@@ -42,7 +44,7 @@ LEFT JOIN posts p ON p.id = (
 """
 
 
-class UndoError(Exception):
+class UndoError(NijifeedError):
     """The answer cannot be undone (it was changed since, or there is nothing to undo); the message says which."""
 
 

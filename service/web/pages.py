@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from service.errors import InputError
+
 import json
 from datetime import datetime, timezone
 from importlib.resources import files
@@ -59,7 +61,7 @@ def _page(request: Request, state: WebState) -> FeedPage:
     before = request.query_params.get("before")
     try:
         cursor = Cursor.decode(before) if before else None
-    except ValueError as exc:
+    except InputError as exc:
         raise HTTPException(400, str(exc)) from None
     return feed_page(state.store(), limit=state.settings.web_page_size, before=cursor)
 

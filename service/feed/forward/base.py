@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from service.errors import NijifeedError
+
 from typing import Protocol
 
 from service.feed.entries import FeedEntry
 
 
-class ForwardError(Exception):
+class ForwardError(NijifeedError):
     """A delivery failed. ``retryable``: trying again later may work (5xx, 429, a timeout); otherwise the outbox
     row is given up at once (a 4xx the receiver will answer the same way every time)."""
 
