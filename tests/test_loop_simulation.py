@@ -110,7 +110,7 @@ def simulate(world, seed: int, base: Path, cli, monkeypatch) -> list[Round]:
             row = store.active_model()
             model = load_model(Path(row["path"]), int(row["version"]))
             m = evaluate(y_hold, model.p_2d(features[holdout]), model.rule)
-            rounds.append(Round(len(initial) + len(store.current_labels()), m.review_rate, m.precision_2d,
+            rounds.append(Round(len(initial) + len(store.labelled_images()), m.review_rate, m.precision_2d,
                                 m.recall_2d))
             if batch is None:
                 break

@@ -64,7 +64,7 @@ def test_undo_walks_back_over_skips_and_stops_after_the_last_ten(world, tmp_path
     many = session_for(big)
     screens = play(many, ["a"] * (HISTORY + 2) + ["u"] * (HISTORY + 1) + ["q"])
     assert many.position == 2 and "only the last 10" in screens[-1]
-    assert len(big.store.current_labels()) == 2
+    assert len(big.store.labelled_images()) == 2
     big.store.close()
 
 
@@ -87,7 +87,7 @@ def test_help_open_and_unknown_keys(world):
     assert "this help" in screens[1]
     assert opened == [session.items[0].image_id] and "opened it" in screens[2]
     assert "unknown key 'z'" in screens[3]
-    assert world.store.current_labels() == []
+    assert [(int(r["id"]), r["label"]) for r in world.store.labelled_images()] == []
 
 
 def test_screen_shows_who_what_why(world):

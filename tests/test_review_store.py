@@ -18,7 +18,9 @@ from service.media.cache import ImageCache
 from service.review import interleave, open_items, parse_label
 from service.sources import MediaRef, Post
 from service.store import Store
-from service.store.review_queries import UNDO_DEPTH, Rescored, UndoError
+from service.route import Routed
+from service.store.review_queries import UndoError
+from service.words import UNDO_DEPTH
 
 # (verdict, p_2d, audit) per image; margins follow from p.
 PLAN = [
@@ -100,7 +102,7 @@ def make_world(tmp_path: Path, plan=PLAN) -> World:
         if i == 0:
             store.media_downloaded(media["m0-again"]["id"], image_id)
         margin = abs(2 * p - 1)
-        store.route_image(image_id, version, verdict, p, margin, 1 - margin, audit=audit)
+        store.route_image(version, Routed(image_id, verdict, p, margin, 1 - margin, audit=audit))
         world.images.append(image_id)
         world.data[image_id] = data
     return world
@@ -139,7 +141,7 @@ def test_a_2d_label_routes_every_media_row_to_the_feed_and_resolves_the_queue(wo
     assert world.media_statuses(image) == ["feed", "feed"]
     queue = world.queue(image)
     assert queue["resolved_at"] and queue["resolution"] == "labelled"
-    assert world.store.current_labels() == [(image, "2d")]
+    assert [(int(r["id"]), r["label"]) for r in world.store.labelled_images()] == [(image, "2d")]
     # a not-2D answer drops it
     world.store.label_image(world.images[1], "not2d", source="review")
     assert world.route(world.images[1]) == "dropped" and world.media_statuses(world.images[1]) == ["dropped"]
@@ -211,10 +213,10 @@ def test_rescoring_resolves_confident_items_and_reorders_the_rest(world):
     v2 = world.store.register_model("m2.pkl", "builtin-v1", "lr", 0.3, "margin", {})
     a, b, c, d = world.images[0], world.images[1], world.images[2], world.images[7]
     counts = world.store.apply_rescored(v2, [
-        Rescored(a, "2d", 0.9, 0.8, 0.2, audit=False),
-        Rescored(b, "not2d", 0.1, 0.8, 0.2, audit=False),
-        Rescored(c, "2d", 0.9, 0.8, 0.2, audit=True),
-        Rescored(d, "uncertain", 0.45, 0.1, 0.9, audit=False),
+        Routed(a, "2d", 0.9, 0.8, 0.2, audit=False),
+        Routed(b, "not2d", 0.1, 0.8, 0.2, audit=False),
+        Routed(c, "2d", 0.9, 0.8, 0.2, audit=True),
+        Routed(d, "uncertain", 0.45, 0.1, 0.9, audit=False),
     ])
     assert dict(counts) == {"feed": 1, "dropped": 1, "audit": 1, "uncertain": 1}
     assert world.route(a) == "feed" and world.routed_by(a) == "auto" and world.media_statuses(a) == ["feed", "feed"]
@@ -229,7 +231,7 @@ def test_rescoring_leaves_images_answered_meanwhile_alone(world):
     image = world.images[0]
     world.store.label_image(image, "not2d", source="review")
     v2 = world.store.register_model("m2.pkl", "builtin-v1", "lr", 0.3, "margin", {})
-    counts = world.store.apply_rescored(v2, [Rescored(image, "2d", 0.9, 0.8, 0.2, audit=False)])
+    counts = world.store.apply_rescored(v2, [Routed(image, "2d", 0.9, 0.8, 0.2, audit=False)])
     assert not counts["feed"]
     assert world.route(image) == "dropped" and world.queue(image)["resolution"] == "labelled"
 

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 
 from service.classify.uncertainty import (
+    decide,
     Rule,
     entropy,
     is_uncertain,
     least_confident,
     margin,
-    query_order,
     uncertainty,
     verdicts,
 )
@@ -34,7 +34,7 @@ def test_entropy_is_normalised_to_one_for_uniform():
 
 
 def test_all_kinds_rank_two_class_rows_the_same_way():
-    orders = {kind: list(query_order(PROBS, kind)) for kind in ("margin", "least_confident", "entropy")}
+    orders = {kind: list(np.argsort(-uncertainty(PROBS, kind), kind="stable")) for kind in ("margin", "least_confident", "entropy")}
     assert orders["margin"] == orders["least_confident"] == orders["entropy"] == [0, 3, 2, 1, 4]
     assert uncertainty(PROBS, "margin")[0] == pytest.approx(1.0)
 
@@ -61,3 +61,14 @@ def test_asymmetric_rule_asks_more_of_2d_than_of_not2d():
 def test_least_confident_and_entropy_thresholds_are_upper_bounds():
     assert list(is_uncertain(PROBS, "least_confident", 0.3)) == [True, False, False, True, False]
     assert list(is_uncertain(PROBS, "entropy", 0.5)) == [True, False, True, True, False]
+
+
+def test_decide_is_the_rule_with_its_numbers():
+    p = np.array([0.9, 0.55, 0.1, 0.35])
+    d = decide(p, Rule("margin", 0.3))
+    assert list(d.verdict) == ["2d", "uncertain", "not2d", "not2d"]  # margin 0.3 exactly is decided
+    assert d.margin == pytest.approx([0.8, 0.1, 0.8, 0.3])
+    assert d.score == pytest.approx(1 - d.margin)
+    one = list(d)[0]
+    assert one.verdict == "2d" and one.p_2d == pytest.approx(0.9) and isinstance(one.verdict, str)
+    assert len(d) == 4

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from service.classify.uncertainty import Rule, is_uncertain, verdicts
+from service.classify.uncertainty import Rule, decide, is_uncertain
 
 
 def as_probs(p_2d: np.ndarray) -> np.ndarray:
@@ -42,7 +42,7 @@ def _ratio(num: float, den: float) -> float:
 
 def evaluate(y: np.ndarray, p_2d: np.ndarray, rule: Rule) -> Metrics:
     y = np.asarray(y).astype(int)
-    v = verdicts(as_probs(p_2d), rule)
+    v = decide(np.asarray(p_2d, dtype=np.float64), rule).verdict
     feed, review, dropped = v == "2d", v == "uncertain", v == "not2d"
     decided = ~review
     predicted = (np.asarray(p_2d) > 0.5).astype(int)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
-from service.classify.uncertainty import CLASSES, Rule, verdicts
+from service.classify.uncertainty import CLASSES, Decisions, Rule, decide
 from service.files import write_atomic
 
 
@@ -74,10 +74,9 @@ class TrainedModel:
         column = list(self.estimator.classes_).index(1)
         return probs[:, column]
 
-    def classify(self, features: np.ndarray, rule: Rule | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(verdicts, p_2d) for rows of ``features``, under the model's own rule unless one is given."""
-        p = self.p_2d(features)
-        return verdicts(np.column_stack([1 - p, p]), rule or self.rule), p
+    def decide(self, features: np.ndarray, rule: Rule | None = None) -> Decisions:
+        """The decision for each row of ``features``, under the model's own rule unless one is given."""
+        return decide(self.p_2d(features), rule or self.rule)
 
 
 def dataset_hash(sha256s: list[str], labels: np.ndarray) -> str:

@@ -6,14 +6,15 @@ users: the reject rule (is this verdict safe to act on?) and active learning (wh
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import NamedTuple, cast
 
 import numpy as np
 
-ScoreKind = Literal["margin", "least_confident", "entropy"]
-Verdict = Literal["2d", "not2d", "uncertain"]
-CLASSES: tuple[str, str] = ("not2d", "2d")  # column order of every probs array: index 1 is "2d"
+from service.words import CLASSES, ScoreKind, Verdict
+
+__all__ = ["CLASSES", "Decision", "Decisions", "Rule", "ScoreKind", "Verdict", "decide", "verdicts"]
 
 
 def _as_probs(probs: np.ndarray) -> np.ndarray:
@@ -112,6 +113,34 @@ def threshold_from_margin(m: float, kind: ScoreKind) -> float:
     return float(uncertainty(top, kind)[0])
 
 
-def query_order(probs: np.ndarray, kind: ScoreKind = "margin") -> np.ndarray:
-    """Indices most-uncertain first: the order a review queue (uncertainty sampling) presents images in."""
-    return np.argsort(-uncertainty(probs, kind), kind="stable")
+class Decision(NamedTuple):
+    """One image's decision: the verdict and the numbers behind it."""
+
+    verdict: Verdict
+    p_2d: float
+    margin: float
+    score: float  # the rule's uncertainty score (larger = less sure): the review queue's priority
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """A model's decisions on a batch, as arrays (one row per image); iterate for one ``Decision`` per image."""
+
+    verdict: np.ndarray  # str: "2d", "not2d" or "uncertain"
+    p_2d: np.ndarray
+    margin: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.verdict)
+
+    def __iter__(self) -> Iterator[Decision]:
+        for v, p, m, s in zip(self.verdict, self.p_2d, self.margin, self.score, strict=True):
+            yield Decision(cast(Verdict, str(v)), float(p), float(m), float(s))
+
+
+def decide(p_2d: np.ndarray, rule: Rule) -> Decisions:
+    """The decision for each image from its P(2D) under ``rule``: the one place p → verdict, margin, score."""
+    p = np.asarray(p_2d, dtype=np.float64).reshape(-1)
+    probs = np.column_stack([1 - p, p])
+    return Decisions(verdicts(probs, rule), p, margin(probs), uncertainty(probs, rule.score_kind))

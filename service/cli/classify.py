@@ -32,6 +32,7 @@ from service.cli.base import (
 )
 from service.features.images import list_images
 from service.pipeline import folders
+from service.route import FOLDER_OF_VERDICT
 
 
 # --- train / triage / eval / features --------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def triage(
     summary.add_column("verdict")
     summary.add_column("folder")
     summary.add_column("images", justify="right")
-    for verdict, name in folders.FOLDER_OF.items():
+    for verdict, name in FOLDER_OF_VERDICT.items():
         summary.add_row(verdict, str(out / name), str(sum(r.verdict == verdict for r in rows)))
     summary.add_row("unreadable", "—", str(len(failures)))
     console.print(summary)

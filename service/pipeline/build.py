@@ -156,11 +156,6 @@ class CycleRunner:
     def store(self) -> Store:
         return self.stores.get()
 
-    def loaded_model(self) -> TrainedModel | None:
-        """The model this thread's cycles last classified with (None before the first cycle)."""
-        active = self._models.get(threading.get_ident())
-        return active.model if active else None
-
     def __call__(self, stop: threading.Event, fetch: bool = True):
         store = self.store()
         model = self._models.setdefault(threading.get_ident(), ActiveModel(store, self.extractor, self.settings.threshold))

@@ -23,14 +23,12 @@ import numpy as np
 from PIL import Image
 
 from service.classify.registry import TrainedModel
-from service.classify.uncertainty import margin as margin_of
-from service.classify.uncertainty import uncertainty
 from service.features import FeatureExtractor, ImageLimits
 from service.features.images import ImageError, load_image
 from service.media.cache import ImageCache
 from service.sources import Source, SourceError
+from service.route import route_all
 from service.store import Store
-from service.store.journey import ROUTE_OF_VERDICT
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +82,6 @@ class Ready:
     image_id: int
     sha256: str
     image: Image.Image
-
-
-def audit_draw(sha256: str) -> float:
-    """A uniform number in [0, 1) fixed by the image's bytes: the audit sample is random across images, yet an
-    image re-classified after a crash draws the same number, so the audit decision cannot flip."""
-    return int(sha256[:13], 16) / float(16**13)
 
 
 class Cycle:
@@ -273,18 +265,11 @@ class Cycle:
         if model is None or model.version is None:
             self.summary.waiting_for_model += len(batch)
             return
-        verdicts, p = model.classify(vectors)
-        probs = np.column_stack([1 - p, p])
-        margins, scores = margin_of(probs), uncertainty(probs, model.rule.score_kind)
+        decisions = model.decide(vectors)
+        routed = route_all([r.image_id for r in batch], [r.sha256 for r in batch], decisions, self.audit_rate)
         with self.store.transaction():  # one commit per batch; each routing is still conditional, so a re-run is safe
-            for i, ready in enumerate(batch):
-                self.store.put_features(ready.image_id, self.extractor.name, vectors[i])
-                verdict = str(verdicts[i])
-                audit = verdict != "uncertain" and audit_draw(ready.sha256) < self.audit_rate
-                routed = self.store.route_image(
-                    ready.image_id, model.version, verdict, float(p[i]), float(margins[i]), float(scores[i]),
-                    audit=audit,
-                )
-                if routed:
-                    self.summary.routed[ROUTE_OF_VERDICT[verdict]] += 1
-                    self.summary.audit += int(audit)
+            for ready, vector, item in zip(batch, vectors, routed, strict=True):
+                self.store.put_features(ready.image_id, self.extractor.name, vector)
+                if self.store.route_image(model.version, item):
+                    self.summary.routed[item.route] += 1
+                    self.summary.audit += int(item.audit)

@@ -17,10 +17,11 @@ import numpy as np
 
 from service.classify.registry import TrainedModel
 from service.classify.training import TrainingData, near_duplicate_groups
-from service.classify.uncertainty import margin
 from service.features import Extracted, FeatureExtractor, ImageLimits, extract_files
 from service.features.images import ImageError, list_images
+from service.route import FOLDER_OF_VERDICT
 from service.store import Store
+from service.words import Verdict
 
 Progress = Callable[[int], None]
 
@@ -114,12 +115,9 @@ def _first_copies(sha256s: list[str]) -> list[int]:
 @dataclass
 class TriageRow:
     path: Path
-    verdict: str
+    verdict: Verdict
     p_2d: float
     margin: float
-
-
-FOLDER_OF = {"2d": "positive", "not2d": "negative", "uncertain": "uncertain"}
 
 
 def triage(
@@ -139,15 +137,14 @@ def triage(
     )
     if not got.paths:
         return [], got.failures
-    verdicts, p = model.classify(got.features)
-    margins = margin(np.column_stack([1 - p, p]))
-    rows = [TriageRow(path, str(v), float(pi), float(m)) for path, v, pi, m in zip(got.paths, verdicts, p, margins)]
+    decisions = model.decide(got.features)
+    rows = [TriageRow(path, d.verdict, d.p_2d, d.margin) for path, d in zip(got.paths, decisions, strict=True)]
     return rows, got.failures
 
 
 def place(rows: list[TriageRow], source: Path, out: Path, *, move: bool) -> Path:
     """Copy (or move) each image into OUT/positive, OUT/negative or OUT/uncertain; write OUT/report.csv."""
-    for name in FOLDER_OF.values():
+    for name in FOLDER_OF_VERDICT.values():
         (out / name).mkdir(parents=True, exist_ok=True)
     report = out / "report.csv"
     with report.open("w", newline="") as handle:
@@ -155,7 +152,7 @@ def place(rows: list[TriageRow], source: Path, out: Path, *, move: bool) -> Path
         writer.writerow(["file", "verdict", "p_2d", "margin"])
         for row in rows:
             relative = row.path.relative_to(source)
-            target = out / FOLDER_OF[row.verdict] / "__".join(relative.parts)
+            target = out / FOLDER_OF_VERDICT[row.verdict] / "__".join(relative.parts)
             (shutil.move if move else shutil.copy2)(row.path, target)
             writer.writerow([str(relative), row.verdict, f"{row.p_2d:.4f}", f"{row.margin:.4f}"])
     return report

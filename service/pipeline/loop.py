@@ -26,14 +26,12 @@ import numpy as np
 
 from service.classify.registry import ModelError, TrainedModel, load_model, save_model
 from service.classify.training import TrainingData, near_duplicate_groups, train
-from service.classify.uncertainty import margin, uncertainty
 from service.config import Settings
 from service.features import FeatureExtractor, ImageLimits
 from service.features.images import ImageError
-from service.pipeline.cycle import audit_draw
 from service.pipeline.folders import extract_folder_files, labelled_paths
+from service.route import Routed, route_all
 from service.store import Store
-from service.store.review_queries import Rescored
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +211,7 @@ def training_set(store: Store, extractor: FeatureExtractor, settings: Settings) 
 
 def score_waiting(
     store: Store, model: TrainedModel, extractor: FeatureExtractor, settings: Settings
-) -> list[Rescored]:
+) -> list[Routed]:
     """``model``'s verdicts on the images waiting for review (computed outside any transaction: this may need
     feature extraction, and the daemon must not wait on a write lock meanwhile)."""
     rows = store.waiting_for_review()
@@ -230,19 +228,11 @@ def score_waiting(
     scored = [r for r in rows if int(r["id"]) in features]
     if not scored:
         return []
-    verdicts, p = model.classify(np.vstack([features[int(r["id"])] for r in scored]))
-    probs = np.column_stack([1 - p, p])
-    margins, scores = margin(probs), uncertainty(probs, model.rule.score_kind)
-    return [
-        Rescored(
-            int(row["id"]), str(verdict), float(pi), float(m), float(s),
-            audit=verdict != "uncertain" and audit_draw(row["sha256"]) < settings.audit_rate,
-        )
-        for row, verdict, pi, m, s in zip(scored, verdicts, p, margins, scores)
-    ]
+    decisions = model.decide(np.vstack([features[int(r["id"])] for r in scored]))
+    return route_all([int(r["id"]) for r in scored], [r["sha256"] for r in scored], decisions, settings.audit_rate)
 
 
-def publish(store: Store, models_dir: Path, model: TrainedModel, rescored: list[Rescored]) -> tuple[int, Counter]:
+def publish(store: Store, models_dir: Path, model: TrainedModel, rescored: list[Routed]) -> tuple[int, Counter]:
     """Write the model file, then register it, activate it and apply its verdicts on the queue in one
     transaction: a reader sees the old model with the old queue or the new model with the new queue."""
     path = save_model(models_dir, model)

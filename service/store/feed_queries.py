@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-_IN_CHUNK = 500  # ids per "IN (...)": well under SQLite's bound-parameter limit
+from .base import _IN_CHUNK, StoreBase
 
 #: The entry an individual timeline post belongs to (``p`` is the posts row).
 ENTRY_KEY = "(CASE WHEN p.via = 'retweet' AND p.via_id IS NOT NULL THEN p.via_id ELSE p.id END)"
@@ -41,10 +37,7 @@ _ENTRIES = (
 )
 
 
-class FeedQueries:
-    conn: sqlite3.Connection
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...  # provided by Store
+class FeedQueries(StoreBase):
 
     # --- feed entries ---------------------------------------------------------------------------------------------
 

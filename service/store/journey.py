@@ -12,24 +12,16 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
+from service.route import Routed
 
+from .base import StoreBase
+from .connection import utc_now as _now
+
+if TYPE_CHECKING:
     from service.sources import Post
 
-ROUTE_OF_VERDICT = {"2d": "feed", "not2d": "dropped", "uncertain": "review"}
 
-
-def _now() -> str:
-    from service.store.db import utc_now
-
-    return utc_now()
-
-
-class JourneyQueries:
-    conn: sqlite3.Connection
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...  # provided by Store
+class JourneyQueries(StoreBase):
 
     # --- posts and media in ---------------------------------------------------------------------------------------
 
@@ -124,41 +116,25 @@ class JourneyQueries:
 
     # --- routing --------------------------------------------------------------------------------------------------
 
-    def route_image(
-        self,
-        image_id: int,
-        model_version: int,
-        verdict: str,
-        p_2d: float,
-        margin: float,
-        score: float,
-        *,
-        audit: bool,
-    ) -> bool:
+    def route_image(self, model_version: int, item: Routed) -> bool:
         """Record the verdict and send the image (and every media row showing it) where the verdict says.
 
         Returns False when the image was already routed: the caller's work was a repeat, and nothing changes.
         """
-        route = ROUTE_OF_VERDICT[verdict]
         now = _now()
         with self.transaction() as conn:
-            verdict_id = self.add_verdict(image_id, model_version, verdict, p_2d, margin, score, audit)  # type: ignore[attr-defined]
-            changed = conn.execute(
-                "UPDATE images SET route = ?, routed_by = 'model', routed_at = ?, verdict_id = ?"
-                " WHERE id = ? AND route IS NULL",
-                (route, now, verdict_id, image_id),
-            ).rowcount
-            if not changed:
-                return False
-            conn.execute(
-                "UPDATE media SET status = ?, updated_at = ? WHERE image_id = ? AND status IN ('downloaded', 'pending')",
-                (route, now, image_id),
+            verdict_id = self.add_verdict(
+                item.image_id, model_version, item.verdict, item.p_2d, item.margin, item.score, item.audit
             )
-            if verdict == "uncertain" or audit:
+            if not self._set_route(conn, item.image_id, item.route, "model", now, verdict_id=verdict_id,
+                                   only_from="unrouted"):
+                return False
+            reason = item.queue_reason
+            if reason is not None:
                 conn.execute(
                     "INSERT INTO review_queue (image_id, reason, model_version, priority, added_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (image_id) DO NOTHING",
-                    (image_id, "uncertain" if verdict == "uncertain" else "audit", model_version, score, now),
+                    (item.image_id, reason, model_version, item.score, now),
                 )
         return True
 

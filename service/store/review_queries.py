@@ -10,23 +10,19 @@ they are written in the same transaction as the label they describe, so they can
 
 from __future__ import annotations
 
-from service.errors import NijifeedError
-
 import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
+from service.errors import NijifeedError
+from service.route import ROUTE_OF_LABEL, Routed
+from service.words import UNDO_DEPTH, Label, LabelSource
+
+from .base import StoreBase
+from .connection import utc_now as _now
 
 UNDO_KEY = "review:undo"
-UNDO_DEPTH = 10
-ROUTE_OF_LABEL = {"2d": "feed", "not2d": "dropped"}
-#: Media statuses that mirror their image's route (a failed or skipped media row keeps its own status).
-_MIRRORING = "('downloaded', 'feed', 'review', 'dropped')"
 
 #: One open queue item with what a reviewer needs to see: the verdict, one media row and the post showing it.
 _ITEM_SELECT = """
@@ -48,39 +44,7 @@ class UndoError(NijifeedError):
     """The answer cannot be undone (it was changed since, or there is nothing to undo); the message says which."""
 
 
-@dataclass(frozen=True)
-class Rescored:
-    """A new model's verdict on an image still waiting for review (computed before it is applied)."""
-
-    image_id: int
-    verdict: str
-    p_2d: float
-    margin: float
-    score: float
-    audit: bool
-
-
-def _now() -> str:
-    from service.store.db import utc_now
-
-    return utc_now()
-
-
-class ReviewQueries:
-    conn: sqlite3.Connection
-
-    if TYPE_CHECKING:  # provided by Store
-
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-        def add_label(self, image_id: int, label: str, source: str, author: str | None = None) -> int: ...
-
-        def add_verdict(self, *args: Any, **kwargs: Any) -> int: ...
-
-        def get_kv(self, key: str, default: str | None = None) -> str | None: ...
-
-        def set_kv(self, key: str, value: str) -> None: ...
-
+class ReviewQueries(StoreBase):
     # --- the queue ------------------------------------------------------------------------------------------------
 
     def open_review_items(self) -> list[sqlite3.Row]:
@@ -115,7 +79,7 @@ class ReviewQueries:
     # --- labelling and undo ---------------------------------------------------------------------------------------
 
     def label_image(
-        self, image_id: int, label: str, *, source: str, author: str | None = None, undoable: bool = True
+        self, image_id: int, label: Label, *, source: LabelSource, author: str | None = None, undoable: bool = True
     ) -> int:
         """Store a person's answer and act on it: route the image by the label, resolve its queue row.
 
@@ -135,13 +99,7 @@ class ReviewQueries:
                 "SELECT id FROM labels WHERE image_id = ? AND superseded_by IS NULL", (image_id,)
             ).fetchone()
             label_id = self.add_label(image_id, label, source, author)
-            conn.execute(
-                "UPDATE images SET route = ?, routed_by = 'label', routed_at = ? WHERE id = ?", (route, now, image_id)
-            )
-            conn.execute(
-                f"UPDATE media SET status = ?, updated_at = ? WHERE image_id = ? AND status IN {_MIRRORING}",
-                (route, now, image_id),
-            )
+            self._set_route(conn, image_id, route, "label", now)
             conn.execute(
                 "UPDATE review_queue SET resolved_at = ?, resolution = 'labelled' WHERE image_id = ?"
                 " AND resolved_at IS NULL",
@@ -199,14 +157,7 @@ class ReviewQueries:
         # to the deleted one is deferred, and cleared before COMMIT).
         conn.execute("DELETE FROM labels WHERE id = ?", (record["label_id"],))
         conn.execute("UPDATE labels SET superseded_by = NULL WHERE id = ?", (record["previous_label_id"],))
-        conn.execute(
-            "UPDATE images SET route = ?, routed_by = ?, routed_at = ? WHERE id = ?",
-            (image["route"], image["routed_by"], image["routed_at"], image_id),
-        )
-        conn.execute(
-            f"UPDATE media SET status = ?, updated_at = ? WHERE image_id = ? AND status IN {_MIRRORING}",
-            (image["route"] or "downloaded", _now(), image_id),
-        )
+        self._set_route(conn, image_id, image["route"], image["routed_by"], image["routed_at"])
         queue = record["queue"]
         if queue is not None:
             conn.execute(
@@ -224,7 +175,7 @@ class ReviewQueries:
             " JOIN images ON images.id = q.image_id WHERE q.resolved_at IS NULL AND q.reason = 'uncertain' AND images.route = 'review' ORDER BY images.id"
         ).fetchall()
 
-    def apply_rescored(self, model_version: int, rescored: Iterable[Rescored]) -> Counter:
+    def apply_rescored(self, model_version: int, rescored: Iterable[Routed]) -> Counter:
         """Record a new model's verdicts on waiting images. A confident one leaves the queue, routed as usual
         (``routed_by = 'auto'``, queue resolution ``'auto'``), unless drawn for audit (routed, but kept in the
         queue as an audit item); an uncertain one stays, ordered by its new score. Images answered meanwhile are
@@ -248,18 +199,9 @@ class ReviewQueries:
                     )
                     counts["uncertain"] += changed
                     continue
-                route = ROUTE_OF_LABEL[item.verdict]
-                changed = conn.execute(
-                    "UPDATE images SET route = ?, routed_by = 'auto', routed_at = ?, verdict_id = ?"
-                    " WHERE id = ? AND route = 'review'",
-                    (route, now, verdict_id, item.image_id),
-                ).rowcount
-                if not changed:
+                if not self._set_route(conn, item.image_id, item.route, "auto", now, verdict_id=verdict_id,
+                                       only_from="review"):
                     continue
-                conn.execute(
-                    "UPDATE media SET status = ?, updated_at = ? WHERE image_id = ? AND status = 'review'",
-                    (route, now, item.image_id),
-                )
                 if item.audit:
                     conn.execute(
                         "UPDATE review_queue SET reason = 'audit', priority = ?, model_version = ? WHERE image_id = ?",
@@ -272,7 +214,7 @@ class ReviewQueries:
                         " WHERE image_id = ?",
                         (now, model_version, item.image_id),
                     )
-                    counts[route] += 1
+                    counts[item.route] += 1
         return counts
 
     # --- figures for stats and the report -------------------------------------------------------------------------
