@@ -8,6 +8,7 @@ the environment itself, so tests can build any configuration they need.
 from __future__ import annotations
 
 from service.errors import NijifeedError
+from service.words import ScoreKind
 
 import os
 import re
@@ -18,7 +19,6 @@ from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-ScoreKind = Literal["margin", "least_confident", "entropy"]
 ExtractorName = Literal["auto", "builtin", "i2v", "onnx"]
 
 

@@ -29,6 +29,8 @@ VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 LABELS: tuple[Label, ...] = get_args(Label)
 SCORE_KINDS: tuple[ScoreKind, ...] = get_args(ScoreKind)
 ROUTES: tuple[Route, ...] = get_args(Route)
+ROUTED_BY: tuple[RoutedBy, ...] = get_args(RoutedBy)
+QUEUE_REASONS: tuple[QueueReason, ...] = get_args(QueueReason)
 MEDIA_STATUSES: tuple[MediaStatus, ...] = get_args(MediaStatus)
 
 #: Column order of every (n, 2) probability array: index 1 is "2d".

@@ -11,20 +11,13 @@ import textwrap
 
 import pexpect
 import pytest
-from test_pipeline import db, sandbox, service_env, use  # noqa: F401
-from test_review_store import make_world
-from xsandbox import no_proxy  # noqa: F401
+from pipelinekit import db, use
+from reviewkit import make_world
 
 from service.review import open_items
 from service.review.keys import name_of
-from service.review.session import HISTORY, ReviewSession
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = make_world(tmp_path)
-    yield w
-    w.store.close()
+from service.review.session import ReviewSession
+from service.words import UNDO_DEPTH as HISTORY
 
 
 def session_for(world, **kwargs) -> ReviewSession:
@@ -117,8 +110,8 @@ def test_key_names():
 
 
 @pytest.fixture
-def polled(service_env, sandbox, cli, monkeypatch):  # noqa: F811
-    """A data dir filled by a real poll (uncertain and audit items in the queue)."""
+def queued_items(service_env, sandbox, cli, monkeypatch):
+    """A data dir filled by a real poll of this test's sandbox, and its review queue (uncertain and audit items)."""
     use(monkeypatch, sandbox)
     monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "0.3")
     cli("poll")
@@ -136,8 +129,8 @@ def spawn(tmp_path, **env_extra) -> pexpect.spawn:
                          encoding="utf-8", timeout=30)
 
 
-def test_interactive_review_in_a_terminal(polled, tmp_path):
-    data_dir, items = polled
+def test_interactive_review_in_a_terminal(queued_items, tmp_path):
+    data_dir, items = queued_items
     total = len(items)
     record = tmp_path / "opened.txt"
     browser = tmp_path / "browser.py"
@@ -190,8 +183,8 @@ def test_interactive_review_in_a_terminal(polled, tmp_path):
     assert len(opened) == 1 and opened[0].startswith("file://") and opened[0].endswith(".jpg")
 
 
-def test_answers_survive_a_killed_session(polled, tmp_path):
-    data_dir, items = polled
+def test_answers_survive_a_killed_session(queued_items, tmp_path):
+    data_dir, items = queued_items
     child = spawn(tmp_path)
     try:
         child.expect_exact(f"[1/{len(items)}]")

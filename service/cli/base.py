@@ -46,7 +46,7 @@ class Context:
 
     @property
     def limits(self) -> ImageLimits:
-        return ImageLimits(self.settings.max_image_bytes, self.settings.max_image_pixels)
+        return ImageLimits.from_settings(self.settings)
 
     def active_model(self) -> TrainedModel:
         from service.pipeline.build import ActiveModel

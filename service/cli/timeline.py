@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.errors import InputError
+from service.words import MEDIA_STATUSES
 
 import json
 import threading
@@ -17,8 +18,6 @@ from service.cli.base import Context, app, command, console, ctx_of, err
 
 media_app = typer.Typer(no_args_is_help=True, help="Every image the service has seen, and what happened to it.")
 app.add_typer(media_app, name="media")
-
-STATUSES = ("pending", "downloaded", "feed", "review", "dropped", "failed", "skipped")
 
 
 SourceOption = Annotated[
@@ -131,7 +130,7 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
     active = store.active_model()
     reads = store.reads_since(today)
     payload = {
-        "media": {s: store.status_counts().get(s, 0) for s in STATUSES},
+        "media": {s: store.status_counts().get(s, 0) for s in MEDIA_STATUSES},
         "review_queue": store.open_review_count(),
         "last_poll": dict(last) if last else None,
         "reads_today": reads,
@@ -201,13 +200,13 @@ def _media_dict(store, row) -> dict:
 @command(media_app, "list")
 def media_list(
     ctx: typer.Context,
-    status_: Annotated[Optional[str], typer.Option("--status", help=f"one of: {', '.join(STATUSES)}")] = None,
+    status_: Annotated[Optional[str], typer.Option("--status", help=f"one of: {', '.join(MEDIA_STATUSES)}")] = None,
     limit: Annotated[int, typer.Option(help="newest first, at most this many")] = 200,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every image seen, newest first, with its status (and the reason, for failed and skipped ones)."""
-    if status_ is not None and status_ not in STATUSES:
-        raise InputError(f"unknown status {status_!r}; choose one of: {', '.join(STATUSES)}")
+    if status_ is not None and status_ not in MEDIA_STATUSES:
+        raise InputError(f"unknown status {status_!r}; choose one of: {', '.join(MEDIA_STATUSES)}")
     store = ctx_of(ctx).store
     items = [_media_dict(store, row) for row in store.list_media(status_, limit)]
     if as_json:

@@ -7,7 +7,13 @@ composited on white, palettes expanded, CMYK and 16-bit converted).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from service.errors import NijifeedError
+from service.words import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 import io
 import warnings
@@ -17,7 +23,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
 
 class ImageError(NijifeedError):
@@ -33,6 +38,10 @@ class ImageError(NijifeedError):
 class ImageLimits:
     max_bytes: int = 20_000_000
     max_pixels: int = 60_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLimits:
+        return cls(settings.max_image_bytes, settings.max_image_pixels)
 
 
 def list_images(folder: Path) -> list[Path]:

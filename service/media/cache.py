@@ -67,7 +67,15 @@ class ImageCache:
         return cls(settings.cache_dir)
 
     def path_for(self, sha256: str) -> Path:
+        """The one file layout of the cache: ``<root>/<first two hex digits>/<sha256>``."""
         return self.root / sha256[:2] / sha256
+
+    def local_copy(self, sha256: str | None, recorded: str | None = None) -> Path | None:
+        """An image's file if it is still there: where the store recorded it, else where the cache puts it."""
+        for candidate in (recorded, self.path_for(sha256) if sha256 else None):
+            if candidate and Path(candidate).is_file():
+                return Path(candidate)
+        return None
 
     def put(self, sha256: str, data: bytes) -> Path:
         """Write atomically (temp file, fsync, rename): a reader never sees half an image."""

@@ -105,7 +105,7 @@ def make_cycle(
         downloader_factory=lambda: make_downloader(settings),
         media_url=media_url,
         cache=ImageCache(settings.cache_dir),
-        limits=ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
+        limits=ImageLimits.from_settings(settings),
         batch_size=settings.batch_size,
         audit_rate=settings.audit_rate,
         skip_kinds=skip,

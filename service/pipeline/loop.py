@@ -30,6 +30,7 @@ from service.config import Settings
 from service.features import FeatureExtractor, ImageLimits
 from service.features.images import ImageError
 from service.pipeline.folders import extract_folder_files, labelled_paths
+from service.media.cache import ImageCache
 from service.route import Routed, route_all
 from service.store import Store
 
@@ -156,8 +157,7 @@ def folder_examples(
 
 def cached_file(row, cache_dir: Path) -> Path | None:
     """The local copy of an image row (``sha256``, ``cache_path``), if it is still there."""
-    path = Path(row["cache_path"]) if row["cache_path"] else cache_dir / row["sha256"][:2] / row["sha256"]
-    return path if path.is_file() else None
+    return ImageCache(cache_dir).local_copy(row["sha256"], row["cache_path"])
 
 
 def store_examples(
@@ -184,7 +184,7 @@ def store_examples(
 
 def training_set(store: Store, extractor: FeatureExtractor, settings: Settings) -> TrainingSet:
     """Store labels plus the original folders (those still on disk), merged as ``merge`` says."""
-    limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+    limits = ImageLimits.from_settings(settings)
     folders = original_folders(store)
     folder_part: list[Example] = []
     unusable: list[str] = []
@@ -220,7 +220,7 @@ def score_waiting(
     features = store.get_features([int(r["id"]) for r in rows], extractor.name)
     missing = [r for r in rows if int(r["id"]) not in features]
     if missing:
-        limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+        limits = ImageLimits.from_settings(settings)
         paths = [path for path in (cached_file(r, settings.cache_dir) for r in missing) if path is not None]
         got = extract_folder_files(extractor, paths, limits=limits, batch_size=settings.batch_size, store=store)
         id_of = {r["sha256"]: int(r["id"]) for r in missing}

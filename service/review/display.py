@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from service.features.images import ImageError, ImageLimits, load_image
+from service.media.cache import ImageCache
 from service.review import graphics
 from service.review.queue import ReviewItem
 
@@ -42,10 +43,7 @@ def drawer(
 
 def file_of(item: ReviewItem, cache_dir: Path) -> Path | None:
     """The cached copy of the item's image, if it is still there."""
-    for candidate in (item.cache_path, cache_dir / item.sha256[:2] / item.sha256 if item.sha256 else None):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
+    return ImageCache(cache_dir).local_copy(item.sha256, item.cache_path)
 
 
 def opener(cache_dir: Path, env: Mapping[str, str]) -> Callable[[ReviewItem], str]:

@@ -7,17 +7,16 @@ is worked through. Every answer is stored at once by the store, with what it nee
 
 from __future__ import annotations
 
-from service.errors import InputError
-
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
-from service.store import Store
-from service.store.review_queries import UndoError
+from service.errors import InputError
+from service.store import Store, UndoError
+from service.words import Label
 
-Label = Literal["2d", "not2d"]
-LABELS: dict[str, Label] = {"2d": "2d", "2": "2d", "a": "2d", "not2d": "not2d", "not-2d": "not2d", "n": "not2d",
+#: What a person may type for each label (the review keys and `review label` alike).
+ANSWERS: dict[str, Label] = {"2d": "2d", "2": "2d", "a": "2d", "not2d": "not2d", "not-2d": "not2d", "n": "not2d",
                             "x": "not2d"}
 T = TypeVar("T")
 
@@ -91,7 +90,7 @@ def open_items(store: Store, *, limit: int | None = 100, audit_every: int = 5) -
 
 def parse_label(text: str) -> Label:
     try:
-        return LABELS[text.strip().lower()]
+        return ANSWERS[text.strip().lower()]
     except KeyError:
         raise InputError(f"unknown label {text!r}: use 2d or not2d") from None
 
@@ -114,5 +113,5 @@ def undo(store: Store, label_id: int | None = None) -> dict:
     return store.undo_label(label_id)
 
 
-__all__ = ["LABELS", "Label", "ReviewItem", "UndoError", "interleave", "label", "open_items", "parse_label",
+__all__ = ["ANSWERS", "ReviewItem", "UndoError", "interleave", "label", "open_items", "parse_label",
            "resolve", "undo"]

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.review.queue import ReviewItem, label, undo
+from service.words import UNDO_DEPTH
 from service.store import Store
 from service.store.review_queries import UndoError
 
-HISTORY = 10  # decisions that stay editable with undo
 KEYS_LINE = "[a/2] 2D  [x/n] not 2D  [space] skip  [u/⌫] undo  [o] open  [?] help  [q] quit"
 HELP = """\
   a or 2       2D: the post goes to the feed
@@ -120,12 +120,12 @@ class ReviewSession:
             self.message = f"unknown key {key!r}; press ? for help"
 
     def _advance(self, decision: Decision) -> None:
-        self.history = (self.history + [decision])[-HISTORY:]
+        self.history = (self.history + [decision])[-UNDO_DEPTH:]
         self.position += 1
 
     def _undo(self) -> None:
         if not self.history:
-            self.message = "nothing to undo" + (f" (only the last {HISTORY} answers stay editable)"
+            self.message = "nothing to undo" + (f" (only the last {UNDO_DEPTH} answers stay editable)"
                                                 if self.position else "")
             return
         decision = self.history[-1]

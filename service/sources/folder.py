@@ -18,6 +18,8 @@ Pages are newest first; ``newest_id`` is the cursor for the newest file on the p
 
 from __future__ import annotations
 
+from service.words import IMAGE_SUFFIXES
+
 import hashlib
 import logging
 import os
@@ -31,7 +33,6 @@ from service.sources import MediaRef, Page, Post, SourceError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 _PARTIAL = (".part", ".partial", ".crdownload", ".tmp", ".download", "~")
 CURSOR_PREFIX = "fs1:"
 
@@ -71,7 +72,7 @@ class FolderSource:
         recursive: bool = False,
         page_size: int = 100,
         settle: float = 1.0,
-        extensions: frozenset[str] = IMAGE_EXTENSIONS,
+        extensions: frozenset[str] = IMAGE_SUFFIXES,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.folder = Path(folder).expanduser()

@@ -11,9 +11,9 @@ from datetime import datetime
 
 from service.feed.times import parse_time
 from service.store import Store
+from service.words import MEDIA_STATUSES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_STATUSES = ("pending", "downloaded", "feed", "review", "dropped", "failed", "skipped")
 
 Sample = tuple[dict[str, str], float]
 
@@ -42,7 +42,7 @@ def render_metrics(store: Store) -> str:
     out = Exposition()
     media = store.status_counts()
     out.add("nijifeed_media", "gauge", "Media references by pipeline status.",
-            [({"status": s}, media.get(s, 0)) for s in sorted(set(_STATUSES) | set(media))])
+            [({"status": s}, media.get(s, 0)) for s in sorted(set(MEDIA_STATUSES) | set(media))])
     out.add("nijifeed_images", "gauge", "Distinct images by route and by what routed them (model or label).",
             [({"route": r, "routed_by": b}, n) for (r, b), n in sorted(store.image_route_counts().items())])
     verdicts = store.verdict_counts()

@@ -21,7 +21,7 @@ class WebState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache = ImageCache.from_settings(settings)
-        self.limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
+        self.limits = ImageLimits.from_settings(settings)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._served: dict[str, str] = {}
