@@ -22,6 +22,8 @@ RoutedBy = Literal["model", "label", "auto"]
 QueueReason = Literal["uncertain", "audit"]
 #: A media row's stage: before a verdict (pending, downloaded, failed, skipped), then its image's route.
 MediaStatus = Literal["pending", "downloaded", "feed", "review", "dropped", "failed", "skipped"]
+#: What a source says an attached media is.
+MediaKind = Literal["photo", "video", "animated_gif", "file"]
 #: Where a label came from.
 LabelSource = Literal["review", "import", "folder", "web", "cli"]
 

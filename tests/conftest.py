@@ -9,6 +9,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+#: Shared fixtures, registered once for every test module (no module imports a fixture). Each plugin's helper
+#: functions and constants are imported as usual (``from xsandbox import make_source``).
+pytest_plugins = [
+    "xsandbox",  # the X API sandbox: ``no_proxy``, ``sandbox`` (one per test), ``http``
+    "pipelinekit",  # ``service_env``: the trained data dir set up to poll the test's sandbox
+    "feedkit",  # ``feed_sandbox`` (one per session), ``polled_template``, ``polled``: a store one poll filled
+    "reviewkit",  # ``world``: a store in the state a poll leaves it, with a review queue
+]
+
 SAMPLES = Path(__file__).resolve().parent.parent / "service" / "samples"
 
 

@@ -1,7 +1,8 @@
 """Fixtures for the feed, web and forwarder tests: a store filled by one real poll of the X API sandbox with the
 model trained on the bundled samples, made once per session and copied per test (a poll takes seconds).
 
-Import into a test module: ``from feedkit import polled, feed_sandbox, polled_template  # noqa: F401``.
+A pytest plugin (listed in ``conftest.pytest_plugins``): its fixtures (``feed_sandbox``, ``polled_template``,
+``polled``) need no import. Import the helper functions (``settings``, ``web_client``) as usual.
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ from datetime import datetime, timezone
 import pytest
 
 from service.errors import InputError
-from feedkit import feed_sandbox, polled, polled_template  # noqa: F401
-
 from service.feed import Cursor, entry_for_post, feed_entries, feed_page
 from service.feed.times import parse_since
 from service.sources import MediaRef, Post
@@ -25,7 +23,7 @@ def feed_keys(store: Store) -> set[str]:
     return {r["media_key"] for r in store.conn.execute("SELECT media_key FROM media WHERE status = 'feed'")}
 
 
-def test_entries_are_newest_first_with_only_feed_images_and_their_figures(polled, feed_sandbox, cli):  # noqa: F811
+def test_entries_are_newest_first_with_only_feed_images_and_their_figures(polled, feed_sandbox, cli):
     entries = json.loads(cli("feed", "--json", "--limit", "1000").stdout)
     assert len(entries) >= 5
     times = [e["created_at"] for e in entries]
@@ -51,7 +49,7 @@ def test_entries_are_newest_first_with_only_feed_images_and_their_figures(polled
         assert not entry["text"].startswith("RT @")
 
 
-def test_a_post_that_reappears_is_one_entry(polled):  # noqa: F811
+def test_a_post_that_reappears_is_one_entry(polled):
     with open_store(polled) as store:
         before = feed_entries(store, limit=1000)
         entry = next(e for e in before if e.via == "retweet")
@@ -75,7 +73,7 @@ def test_a_post_that_reappears_is_one_entry(polled):  # noqa: F811
         assert entry_for_post(store, "9100000000000000001").id == entry.id
 
 
-def test_an_image_labelled_2d_joins_the_feed_marked_as_such(polled):  # noqa: F811
+def test_an_image_labelled_2d_joins_the_feed_marked_as_such(polled):
     with open_store(polled) as store:
         before = {e.id for e in feed_entries(store, limit=1000)}
         row = store.conn.execute(
@@ -96,7 +94,7 @@ def test_an_image_labelled_2d_joins_the_feed_marked_as_such(polled):  # noqa: F8
         assert labelled.entered_at.startswith("2030-01-01")
 
 
-def test_cursor_paging_visits_every_entry_once(polled):  # noqa: F811
+def test_cursor_paging_visits_every_entry_once(polled):
     with open_store(polled) as store:
         everything = [e.id for e in feed_entries(store, limit=1000)]
         seen, cursor = [], None
@@ -111,7 +109,7 @@ def test_cursor_paging_visits_every_entry_once(polled):  # noqa: F811
         Cursor.decode("not-a-cursor")
 
 
-def test_feed_command_limit_and_since(polled, cli):  # noqa: F811
+def test_feed_command_limit_and_since(polled, cli):
     everything = json.loads(cli("feed", "--json", "--limit", "1000").stdout)
     assert len(json.loads(cli("feed", "--json", "--limit", "2").stdout)) == 2
     middle = everything[len(everything) // 2]["created_at"]

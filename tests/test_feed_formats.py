@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 
 import feedparser
-from feedkit import feed_sandbox, polled, polled_template, web_client  # noqa: F401
+from feedkit import web_client
 
 
 def all_entries(cli) -> list[dict]:
     return json.loads(cli("feed", "--json", "--limit", "1000").stdout)
 
 
-def test_atom_feed_is_valid_with_enclosures_and_pages(polled, cli):  # noqa: F811
+def test_atom_feed_is_valid_with_enclosures_and_pages(polled, cli):
     expected = all_entries(cli)
     with web_client(web_page_size=4) as client:
         response = client.get("/feed.atom")
@@ -39,7 +39,7 @@ def test_atom_feed_is_valid_with_enclosures_and_pages(polled, cli):  # noqa: F81
         assert second.bozo == 0 and [e.link for e in second.entries] == [e["url"] for e in expected[4:8]]
 
 
-def test_json_feed_has_the_required_fields(polled, cli):  # noqa: F811
+def test_json_feed_has_the_required_fields(polled, cli):
     expected = all_entries(cli)
     with web_client(web_page_size=50) as client:
         response = client.get("/feed.json")
@@ -64,7 +64,7 @@ def test_json_feed_has_the_required_fields(polled, cli):  # noqa: F811
         assert all(f["model_version"] == 1 for f in figures)
 
 
-def test_feeds_requested_with_a_query_token_carry_it_in_their_links(polled):  # noqa: F811
+def test_feeds_requested_with_a_query_token_carry_it_in_their_links(polled):
     with web_client(web_token="s3cret-token", web_page_size=2) as client:
         assert client.get("/feed.json").status_code == 401
         feed = client.get("/feed.json?token=s3cret-token").json()

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from feedkit import feed_sandbox, polled, polled_template, settings  # noqa: F401
+from feedkit import settings
 
 from service.feed import feed_entries
 from service.feed.forward import deliver_due, enqueue, make_forwarders
@@ -81,7 +81,7 @@ def outbox(store: Store) -> list[dict]:
     return [dict(r) for r in store.conn.execute("SELECT * FROM outbox ORDER BY id")]
 
 
-def test_webhook_failing_then_recovering_delivers_each_entry_once(polled):  # noqa: F811
+def test_webhook_failing_then_recovering_delivers_each_entry_once(polled):
     with Receiver(statuses=[500, 500, 503]) as receiver, open_store(polled) as store:
         config = settings(forward_webhook_url=receiver.url + "/hook", forward_backoff=1.0)
         entries = feed_entries(store, limit=1000)
@@ -104,7 +104,7 @@ def test_webhook_failing_then_recovering_delivers_each_entry_once(polled):  # no
         assert sent["body"]["event"] == "feed.entry" and sent["body"]["entry"]["images"]
 
 
-def test_only_entries_new_to_the_feed_after_switching_on_are_forwarded(polled):  # noqa: F811
+def test_only_entries_new_to_the_feed_after_switching_on_are_forwarded(polled):
     with Receiver() as receiver, open_store(polled) as store:
         config = settings(forward_webhook_url=receiver.url)
         assert deliver_due(config, store).enqueued == 0  # already in the feed when switched on
@@ -121,7 +121,7 @@ def test_only_entries_new_to_the_feed_after_switching_on_are_forwarded(polled): 
         assert store.get_kv("forward:enabled_at:webhook") is None
 
 
-def test_a_crash_between_enqueue_and_delivery_delivers_once(polled):  # noqa: F811
+def test_a_crash_between_enqueue_and_delivery_delivers_once(polled):
     with Receiver() as receiver:
         config = settings(forward_webhook_url=receiver.url)
         with open_store(polled) as store:
@@ -155,7 +155,7 @@ class Dies:
 
 
 @pytest.mark.parametrize("after_sending", [False, True], ids=["before-the-request", "after-the-receiver-got-it"])
-def test_a_crash_mid_send_never_delivers_twice(polled, after_sending):  # noqa: F811
+def test_a_crash_mid_send_never_delivers_twice(polled, after_sending):
     with Receiver() as receiver, open_store(polled) as store:
         config = settings(forward_webhook_url=receiver.url)
         with pytest.raises(SystemExit):
@@ -173,7 +173,7 @@ def test_a_crash_mid_send_never_delivers_twice(polled, after_sending):  # noqa: 
         assert max(keys.values()) == (2 if after_sending else 1)  # ...sent again only where it may have arrived
 
 
-def test_discord_format_is_not_resent_after_a_crash_mid_send(polled):  # noqa: F811
+def test_discord_format_is_not_resent_after_a_crash_mid_send(polled):
     with Receiver() as receiver, open_store(polled) as store:
         config = settings(forward_webhook_url=receiver.url, forward_webhook_format="discord")
         with pytest.raises(SystemExit):
@@ -189,7 +189,7 @@ def test_discord_format_is_not_resent_after_a_crash_mid_send(polled):  # noqa: F
         assert "https://x.com/" in body["content"]
 
 
-def test_a_webhook_refusal_is_given_up_at_once(polled):  # noqa: F811
+def test_a_webhook_refusal_is_given_up_at_once(polled):
     with Receiver(statuses=[400] * 1000) as receiver, open_store(polled) as store:
         config = settings(forward_webhook_url=receiver.url)
         summary = deliver_due(config, store, now=T0)
@@ -199,7 +199,7 @@ def test_a_webhook_refusal_is_given_up_at_once(polled):  # noqa: F811
         assert deliver_due(config, store, now=T0 + timedelta(days=1)).delivered == 0
 
 
-def test_x_repost_and_bookmark_once_each_through_the_api(polled):  # noqa: F811
+def test_x_repost_and_bookmark_once_each_through_the_api(polled):
     user = {"/2/users/me": {"data": {"id": "4242", "name": "me", "username": "me"}},
             "/2/users/4242/retweets": {"data": {"retweeted": True}},
             "/2/users/4242/bookmarks": {"data": {"bookmarked": True}}}
@@ -219,7 +219,7 @@ def test_x_repost_and_bookmark_once_each_through_the_api(polled):  # noqa: F811
         assert all(r["headers"]["Authorization"] == "Bearer user-feed-test-token" for r in api.requests)
 
 
-def test_x_forwarder_without_credentials_is_refused(polled, monkeypatch):  # noqa: F811
+def test_x_forwarder_without_credentials_is_refused(polled, monkeypatch):
     monkeypatch.delenv("NIJIFEED_X_BEARER_TOKEN")
     with pytest.raises(SourceError, match="no X credentials"):
         make_forwarders(settings(forward_x_repost=True))

@@ -93,3 +93,40 @@ def test_dhash_sees_near_duplicates():
     other = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).resize((256, 256))
     assert bin(dhash(base) ^ dhash(resized)).count("1") <= 6
     assert bin(dhash(base) ^ dhash(other)).count("1") > 12
+
+
+def test_concurrent_decodes_with_different_limits_each_get_their_own():
+    """The web face decodes thumbnails while the cycle decodes downloads, each with its own pixel limit: one
+    thread's limit must never leak into another's decode or stay behind in Pillow's process-wide setting."""
+    import threading
+
+    data = encode(Image.new("RGB", (1200, 1200), (10, 200, 30)))  # large enough that decodes overlap
+    before = Image.MAX_IMAGE_PIXELS
+    wrong: list[str] = []
+
+    def decode(max_pixels: int, should_pass: bool) -> None:
+        for _ in range(60):
+            try:
+                load_image(data, limits=ImageLimits(max_pixels=max_pixels))
+                if not should_pass:
+                    wrong.append(f"accepted under {max_pixels}")
+            except ImageError:
+                if should_pass:
+                    wrong.append(f"refused under {max_pixels}")
+
+    threads = [threading.Thread(target=decode, args=(700_000, False)), threading.Thread(target=decode,
+               args=(50_000_000, True)), threading.Thread(target=decode, args=(2_000_000, True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_decode_reports_the_declared_size_of_a_draft_decoded_jpeg():
+    from service.features.images import decode_image
+
+    decoded = decode_image(encode(Image.new("RGB", (1600, 900), (200, 10, 10)), "JPEG"), draft_size=224)
+    assert (decoded.width, decoded.height) == (1600, 900)
+    assert decoded.image.size[0] < 1600  # decoded at a reduced scale, yet the stored size is the file's

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_pipeline import db, sandbox, service_env, use  # noqa: F401
-from xsandbox import no_proxy  # noqa: F401
+from pipelinekit import use
 
 from service.pipeline.loop import LABELS_SOURCE, Example, folders_of, group_ids, maybe_retrain, merge, retrain
 from service.classify.registry import load_model
@@ -76,15 +75,16 @@ def test_group_ids_join_near_duplicates_and_isolate_unknown_pictures():
 
 
 @pytest.fixture
-def polled(service_env, sandbox, cli, monkeypatch):  # noqa: F811
+def queued_dir(service_env, sandbox, cli, monkeypatch):
+    """The trained data dir after a real poll of this test's sandbox, with a review queue (20 % audits)."""
     use(monkeypatch, sandbox)
     monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "0.2")
     cli("poll")
     return service_env
 
 
-def test_train_without_folders_learns_from_labels_and_the_first_folders(polled, sandbox, cli):  # noqa: F811
-    with Store.open(polled / "nijifeed.sqlite3") as store:
+def test_train_without_folders_learns_from_labels_and_the_first_folders(queued_dir, sandbox, cli):
+    with Store.open(queued_dir / "nijifeed.sqlite3") as store:
         before = store.open_review_count()
         answered = label_queue(store, sandbox, limit=4)
     result = cli("train", "--model", "lr")
@@ -101,7 +101,7 @@ def test_train_without_folders_learns_from_labels_and_the_first_folders(polled, 
     assert "40 from" in cli("train", "--model", "lr").stdout
 
 
-def test_a_new_model_resolves_the_queue_items_it_is_now_sure_of(polled, sandbox, monkeypatch):  # noqa: F811
+def test_a_new_model_resolves_the_queue_items_it_is_now_sure_of(queued_dir, sandbox, monkeypatch):
     monkeypatch.setenv("NIJIFEED_THRESHOLD", "0.05")  # a loose rule: the new model is sure of nearly everything
     settings = load_settings()
     with Store.open(settings.db_path) as store:
@@ -128,7 +128,7 @@ def test_a_new_model_resolves_the_queue_items_it_is_now_sure_of(polled, sandbox,
 
 
 def test_a_running_pipeline_uses_the_retrained_model_on_its_next_cycle(
-    service_env, cli, monkeypatch, no_proxy  # noqa: F811
+    service_env, cli, monkeypatch, no_proxy
 ):
     with Sandbox(reveal=14) as box:
         use(monkeypatch, box)
@@ -157,7 +157,7 @@ def test_a_running_pipeline_uses_the_retrained_model_on_its_next_cycle(
             runner.close()
 
 
-def test_maybe_retrain_waits_for_enough_new_labels(polled, sandbox, monkeypatch):  # noqa: F811
+def test_maybe_retrain_waits_for_enough_new_labels(queued_dir, sandbox, monkeypatch):
     monkeypatch.setenv("NIJIFEED_RETRAIN_AFTER_LABELS", "3")
     monkeypatch.setenv("NIJIFEED_MODEL", "lr")
     settings = load_settings()
@@ -179,15 +179,15 @@ def test_train_without_anything_to_learn_from_says_so(cli):
     assert result.exit_code == 1 and "need at least 4 images of each class" in result.output
 
 
-def test_train_goes_on_without_folders_that_moved(polled, sandbox, cli, tmp_path):  # noqa: F811
-    with Store.open(polled / "nijifeed.sqlite3") as store:
+def test_train_goes_on_without_folders_that_moved(queued_dir, sandbox, cli, tmp_path):
+    with Store.open(queued_dir / "nijifeed.sqlite3") as store:
         rows = store.list_models()
         model = load_model(Path(rows[0]["path"]))
     model.meta.sources = [str(tmp_path / "gone/not2d"), str(tmp_path / "gone/2d")]
     from service.classify.registry import save_model
 
-    path = save_model(polled / "models", model)
-    with Store.open(polled / "nijifeed.sqlite3") as store:
+    path = save_model(queued_dir / "models", model)
+    with Store.open(queued_dir / "nijifeed.sqlite3") as store:
         store.conn.execute("UPDATE models SET path = ? WHERE version = 1", (str(path),))
         # enough labels of each class to train on alone
         right = answers(sandbox)

@@ -57,7 +57,7 @@ def pictures() -> list[Picture]:
 
 
 @pytest.fixture(scope="module")
-def world():
+def pictures_with_features():
     """Every picture with its label and builtin features (extracted once for all seeds)."""
     pics = pictures()
     got = extract_files(BuiltinExtractor(), [p.path for p in pics])
@@ -87,8 +87,8 @@ class Round:
     recall: float
 
 
-def simulate(world, seed: int, base: Path, cli, monkeypatch) -> list[Round]:
-    pics, features = world
+def simulate(pictures_with_features, seed: int, base: Path, cli, monkeypatch) -> list[Round]:
+    pics, features = pictures_with_features
     holdout, initial, batches = split(pics, seed)
     inbox, data_dir = base / "inbox", base / "data"
     inbox.mkdir(parents=True)
@@ -130,8 +130,8 @@ def simulate(world, seed: int, base: Path, cli, monkeypatch) -> list[Round]:
 
 
 @pytest.mark.slow
-def test_review_rate_falls_and_precision_holds_as_labels_accumulate(world, tmp_path, cli, monkeypatch):
-    runs = [simulate(world, seed, tmp_path / f"seed{seed}", cli, monkeypatch) for seed in range(3)]
+def test_review_rate_falls_and_precision_holds_as_labels_accumulate(pictures_with_features, tmp_path, cli, monkeypatch):
+    runs = [simulate(pictures_with_features, seed, tmp_path / f"seed{seed}", cli, monkeypatch) for seed in range(3)]
     first = [run[0] for run in runs]
     last = [run[-1] for run in runs]
     review = np.array([[r.review_rate for r in run] for run in runs])

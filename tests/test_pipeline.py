@@ -5,65 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from collections import Counter
 
 import pytest
-from xsandbox import BEARER_TOKEN, no_proxy  # noqa: F401
+from pipelinekit import assert_routed_exactly_once, db, shown_keys, use
+from xsandbox import BEARER_TOKEN
 
 from service.sandbox import Sandbox
 
 FINAL = {"feed", "review", "dropped", "skipped", "failed"}
-
-
-@pytest.fixture
-def sandbox():
-    with Sandbox() as box:
-        yield box
-
-
-@pytest.fixture
-def service_env(trained, monkeypatch, no_proxy):  # noqa: F811
-    """The trained data dir, pointed at whatever sandbox the test starts (set NIJIFEED_X_API_BASE_URL)."""
-    monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
-    monkeypatch.setenv("NIJIFEED_X_MAX_RESULTS", "5")
-    monkeypatch.setenv("NIJIFEED_X_MAX_PAGES", "20")
-    monkeypatch.setenv("NIJIFEED_HTTP_TIMEOUT", "2")
-    monkeypatch.setenv("NIJIFEED_X_BACKOFF", "0.01")
-    monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "0")
-    return trained
-
-
-def use(monkeypatch, sandbox: Sandbox) -> None:
-    monkeypatch.setenv("NIJIFEED_X_API_BASE_URL", sandbox.url)
-
-
-def db(data_dir) -> sqlite3.Connection:
-    conn = sqlite3.connect(data_dir / "nijifeed.sqlite3")
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def shown_keys(sandbox: Sandbox) -> set[str]:
-    return {m["media_key"] for post in sandbox.posts() for m in post["shown"]}
-
-
-def assert_routed_exactly_once(conn: sqlite3.Connection) -> None:
-    """Every image has one verdict and one route, and every media row showing it mirrors that route."""
-    per_image = conn.execute("SELECT image_id, count(*) AS n FROM verdicts GROUP BY image_id").fetchall()
-    assert per_image and all(row["n"] == 1 for row in per_image)
-    unrouted = conn.execute(
-        "SELECT count(*) FROM images WHERE route IS NULL AND id IN (SELECT image_id FROM media)"
-    ).fetchone()[0]
-    assert unrouted == 0
-    mismatched = conn.execute(
-        "SELECT count(*) FROM media JOIN images ON images.id = media.image_id WHERE media.status != images.route"
-    ).fetchone()[0]
-    assert mismatched == 0
-    queued = conn.execute("SELECT count(*) FROM review_queue").fetchone()[0]
-    in_review = conn.execute("SELECT count(*) FROM images WHERE route = 'review'").fetchone()[0]
-    audits = conn.execute("SELECT count(*) FROM verdicts WHERE audit = 1").fetchone()[0]
-    assert queued == in_review + audits
 
 
 def test_first_poll_pages_through_the_timeline_and_routes_every_image_once(service_env, sandbox, cli, monkeypatch):
@@ -89,7 +39,7 @@ def test_first_poll_pages_through_the_timeline_and_routes_every_image_once(servi
     assert conn.execute("SELECT value FROM kv WHERE key = 'since_id:x'").fetchone()[0] == posts[0]["id"]
 
 
-def test_repeated_polls_read_only_new_posts(service_env, monkeypatch, cli, no_proxy):  # noqa: F811
+def test_repeated_polls_read_only_new_posts(service_env, monkeypatch, cli, no_proxy):
     with Sandbox(reveal=12) as sandbox:
         use(monkeypatch, sandbox)
         cli("poll")
@@ -140,7 +90,7 @@ def test_api_faults_are_survived(service_env, sandbox, cli, monkeypatch):
     assert_routed_exactly_once(conn)
 
 
-def test_rate_limit_stops_the_poll_without_moving_the_cursor(service_env, cli, monkeypatch, no_proxy):  # noqa: F811
+def test_rate_limit_stops_the_poll_without_moving_the_cursor(service_env, cli, monkeypatch, no_proxy):
     with Sandbox(reveal=10) as sandbox:
         use(monkeypatch, sandbox)
         cli("poll")
@@ -171,7 +121,7 @@ def test_broken_image_is_recorded_as_failed_with_a_reason(service_env, sandbox, 
 
 
 def test_without_a_model_images_wait_and_are_routed_after_training(
-    samples, sandbox, cli, monkeypatch, tmp_path, no_proxy  # noqa: F811
+    samples, sandbox, cli, monkeypatch, tmp_path, no_proxy
 ):
     data_dir = tmp_path / "fresh"
     monkeypatch.setenv("NIJIFEED_DATA_DIR", str(data_dir))
@@ -248,7 +198,7 @@ def test_bad_source_option_names_the_setting(trained, cli):
     assert result.exit_code == 2 and "NIJIFEED_SOURCE" in result.output  # a bad setting: exit 2
 
 
-def test_a_failed_fetch_still_processes_what_is_stored(samples, sandbox, cli, monkeypatch, tmp_path, no_proxy):  # noqa: F811
+def test_a_failed_fetch_still_processes_what_is_stored(samples, sandbox, cli, monkeypatch, tmp_path, no_proxy):
     monkeypatch.setenv("NIJIFEED_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
     use(monkeypatch, sandbox)

@@ -8,21 +8,12 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 import pytest
-from test_review_store import make_world
 
 from service.config import Settings
 from service.review.page import plot_svg, render_report_page, report_svg
 from service.review.report import Estimate, audit_estimates, build_report, wilson_interval
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    monkeypatch.setenv("NIJIFEED_DATA_DIR", str(tmp_path / "data"))
-    w = make_world(tmp_path)
-    yield w
-    w.store.close()
 
 
 @pytest.mark.parametrize(

@@ -5,18 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-from test_review_store import PLAN, make_world
+from reviewkit import PLAN
 
 from service.review.folders import export_queue, import_answers, parse_name
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    monkeypatch.setenv("NIJIFEED_DATA_DIR", str(tmp_path / "data"))
-    w = make_world(tmp_path)
-    yield w
-    w.store.close()
 
 
 def test_export_then_import_round_trips_through_the_cli(world, tmp_path, cli):

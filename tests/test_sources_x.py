@@ -14,7 +14,7 @@ from service.sandbox import Sandbox, snowflake
 from service.sources import SourceError
 from service.sources.x import XSource, snowflake_ms
 
-from xsandbox import (  # noqa: F401
+from xsandbox import (
     ACCESS_TOKEN,
     ACCESS_TOKEN_SECRET,
     BEARER_TOKEN,
@@ -26,8 +26,6 @@ from xsandbox import (  # noqa: F401
     all_posts,
     collect,
     make_source,
-    no_proxy,
-    sandbox,
     timeline_requests,
 )
 
@@ -124,7 +122,7 @@ def test_rate_limited_gives_retry_after_without_waiting(sandbox):
     started = time.monotonic()
     with pytest.raises(SourceError) as caught:
         collect(source)
-    assert time.monotonic() - started < 1 and sleeps == []
+    assert time.monotonic() - started < 30 and sleeps == []  # waiting out the window would take 120 s
     assert not caught.value.fatal and 115 <= caught.value.retry_after <= 121
     assert len(timeline_requests(sandbox)) == 1
 
@@ -152,11 +150,11 @@ def test_server_errors_exhaust_retries(sandbox):
 def test_slow_answer_times_out_and_is_retried(sandbox):
     source = make_source(sandbox, timeout=0.3)
     source.user_id()
-    sandbox.inject("slow", seconds=1.0, target="timeline")
+    sandbox.inject("slow", seconds=10.0, target="timeline")
     started = time.monotonic()
     pages = collect(source)
     assert len(all_posts(pages)) == 40
-    assert 0.3 <= time.monotonic() - started < 1.0
+    assert 0.3 <= time.monotonic() - started < 5  # gave up after 0.3 s: the 10 s answer was not waited for
     assert len(timeline_requests(sandbox)) == 2 and len(source._sleep) == 1  # type: ignore[arg-type]
 
 
@@ -169,7 +167,7 @@ def test_stop_event_ends_backoff(sandbox):
     started = time.monotonic()
     with pytest.raises(SourceError) as caught:
         collect(source)
-    assert time.monotonic() - started < 1 and not caught.value.fatal
+    assert time.monotonic() - started < 15 and not caught.value.fatal  # the 30 s backoff was not slept
 
 
 def test_partial_errors_are_recorded_and_data_used(sandbox, caplog):

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from feedkit import feed_sandbox, polled, polled_template, settings  # noqa: F401
+from feedkit import settings
 
 from service.feed import feed_entries
 from service.store import Store
@@ -38,7 +38,7 @@ def browser():
         launched.close()
 
 
-def test_page_shows_every_entry_with_its_images_in_chromium(browser, polled):  # noqa: F811
+def test_page_shows_every_entry_with_its_images_in_chromium(browser, polled):
     with Store.open(polled / "nijifeed.sqlite3") as store:
         expected = feed_entries(store, limit=1000)
     server = serve_in_thread(settings(web_page_size=4), port=0)

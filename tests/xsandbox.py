@@ -1,7 +1,7 @@
 """Helpers for tests that talk to the X API sandbox over real HTTP on 127.0.0.1.
 
-Import the fixtures into a test module (``from xsandbox import sandbox, http  # noqa: F401``) or use the
-functions directly.
+A pytest plugin (listed in ``conftest.pytest_plugins``): its fixtures (``no_proxy``, ``sandbox``, ``http``) need no
+import. Import the constants and helper functions as usual (``from xsandbox import make_source``).
 """
 
 from __future__ import annotations

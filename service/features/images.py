@@ -7,7 +7,13 @@ composited on white, palettes expanded, CMYK and 16-bit converted).
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import NijifeedError
 from service.words import IMAGE_SUFFIXES
@@ -15,15 +21,10 @@ from service.words import IMAGE_SUFFIXES
 if TYPE_CHECKING:
     from service.config import Settings
 
-import io
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-
-
+# Pillow's bomb guard is one process-wide number, and changing it per call races with other threads (the web face
+# makes thumbnails while the cycle decodes). It is switched off once here; ``decode_image`` checks the header's
+# pixel count against the caller's own limit before a single pixel is decoded.
+Image.MAX_IMAGE_PIXELS = None
 
 class ImageError(NijifeedError):
     """An image could not be used; ``reason`` is short enough to store and show in a table."""
@@ -49,10 +50,19 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_image(
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image and the size its file declares (before draft scaling and EXIF rotation)."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+
+def decode_image(
     source: Path | bytes, *, limits: ImageLimits = ImageLimits(), draft_size: int | None = None, name: str = ""
-) -> Image.Image:
-    """Return the image as 8-bit RGB, or raise ``ImageError`` saying why not.
+) -> Decoded:
+    """Decode to 8-bit RGB, or raise ``ImageError`` saying why not.
 
     ``draft_size`` lets JPEG decode at a reduced scale (1/2, 1/4, 1/8) while staying at least that many pixels on
     each side: a 224-px model does not need a 4000-px decode.
@@ -60,25 +70,25 @@ def load_image(
     label = name or (str(source) if isinstance(source, Path) else "<bytes>")
     data = _read_bytes(source, limits, label)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns between max_pixels and twice that; treat the warning as the refusal it announces.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            previous = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = limits.max_pixels
-            try:
-                image = Image.open(io.BytesIO(data))
-                if draft_size and image.format == "JPEG":
-                    image.draft("RGB", (draft_size, draft_size))
-                image.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(label, f"too many pixels ({exc})") from None
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise ImageError(label, f"too many pixels ({width}x{height} > {limits.max_pixels})")
+        if draft_size and image.format == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        image.load()
     except UnidentifiedImageError:
         raise ImageError(label, "not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(label, f"corrupt image ({exc})") from None
-    return to_rgb(image)
+    return Decoded(to_rgb(image), width, height)
+
+
+def load_image(
+    source: Path | bytes, *, limits: ImageLimits = ImageLimits(), draft_size: int | None = None, name: str = ""
+) -> Image.Image:
+    """``decode_image``'s RGB image alone."""
+    return decode_image(source, limits=limits, draft_size=draft_size, name=name).image
 
 
 def read_file(path: Path, limits: ImageLimits = ImageLimits()) -> bytes:

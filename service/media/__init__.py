@@ -13,6 +13,8 @@ Typical use in a pipeline cycle::
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from service.media.download import (
     HTTP2,
     MAX_REDIRECTS,
@@ -26,10 +28,19 @@ from service.media.download import (
     valid_variant,
     variant_url,
 )
-from service.sources import MediaRef
+
+class MediaUrls(Protocol):
+    """What ``media_url`` reads: a source's ``MediaRef``, or the store's row of a media waiting for download."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def preview_url(self) -> str | None: ...
 
 
-def media_url(ref: MediaRef) -> str | None:
+def media_url(ref: MediaUrls) -> str | None:
     """The URL to fetch for a media reference: a photo's (or a file's) own URL, a video's or GIF's preview
     image; ``None`` when the reference has neither. ``Downloader.fetch`` applies the size variant itself."""
     if ref.kind in ("photo", "file"):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -50,6 +52,31 @@ def sniff_mime(head: bytes) -> str | None:
     return None
 
 
+#: How often the running total is checked against the disk, for files another process wrote (``nijifeed web``
+#: run on its own makes thumbnails too).
+RESYNC_SECONDS = 3600.0
+
+
+class _Usage:
+    """Bytes under one cache root, kept as a running total: walking a large cache after every cycle costs more than
+    the cycle. Shared by every ``ImageCache`` of the process on the same root (the cycle and the web face)."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.synced_at = 0.0
+        self.walks = 0
+        self.lock = threading.Lock()
+
+
+_USAGE: dict[Path, _Usage] = {}
+_USAGE_LOCK = threading.Lock()
+
+
+def _usage_of(root: Path) -> _Usage:
+    with _USAGE_LOCK:
+        return _USAGE.setdefault(root.resolve(), _Usage())
+
+
 @dataclass
 class Eviction:
     before: int  # bytes on disk before
@@ -61,6 +88,7 @@ class ImageCache:
     def __init__(self, root: Path, thumbs_root: Path | None = None) -> None:
         self.root = root
         self.thumbs_root = thumbs_root or root.parent / "thumbs"
+        self._usage = _usage_of(root)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageCache:
@@ -82,6 +110,7 @@ class ImageCache:
         path = self.path_for(sha256)
         if not path.exists():
             write_atomic(path, data)
+            self._grew(len(data))
         return path
 
     def get(self, sha256: str) -> bytes | None:
@@ -117,12 +146,38 @@ class ImageCache:
         out = BytesIO()
         image.save(out, _THUMB_FORMAT, quality=82)
         write_atomic(path, out.getvalue())
+        self._grew(out.tell())
         return path
 
     # --- the bound ------------------------------------------------------------------------------------------------
 
     def size_on_disk(self) -> int:
-        return sum(_tree_size(folder) for folder in (self.root, self.thumbs_root))
+        """Bytes of originals and thumbnails, counted on disk (a walk of the whole cache); resets the running
+        total."""
+        total = sum(_tree_size(folder) for folder in (self.root, self.thumbs_root))
+        with self._usage.lock:
+            self._usage.total, self._usage.synced_at = total, time.monotonic()
+            self._usage.walks += 1
+        return total
+
+    def bytes_used(self) -> int:
+        """The running total of ``size_on_disk``: counted once, then kept up to date by ``put``, ``thumbnail``
+        and ``remove``, and checked against the disk every ``RESYNC_SECONDS``."""
+        usage = self._usage
+        with usage.lock:
+            total = usage.total
+            fresh = total is not None and time.monotonic() - usage.synced_at < RESYNC_SECONDS
+        return total if fresh and total is not None else self.size_on_disk()
+
+    @property
+    def walks(self) -> int:
+        """How many times this process counted the cache on disk (each is a walk of every file)."""
+        return self._usage.walks
+
+    def _grew(self, nbytes: int) -> None:
+        with self._usage.lock:
+            if self._usage.total is not None:
+                self._usage.total = max(0, self._usage.total + nbytes)
 
     def remove(self, sha256: str) -> int:
         """Delete an image's original and every thumbnail of it; returns the bytes freed."""
@@ -137,13 +192,16 @@ class ImageCache:
                 freed += size
             except FileNotFoundError:
                 pass
+        self._grew(-freed)
         return freed
 
     def enforce_limit(self, store: Store, *, max_bytes: int, keep_entries: int) -> Eviction:
         """Evict least recently served images until the cache fits ``max_bytes`` (0: no bound); see the module
         docstring for what is never evicted."""
-        before = total = self.size_on_disk()
+        before = total = self.bytes_used()
         evicted = 0
+        if max_bytes and total > max_bytes:
+            before = total = self.size_on_disk()  # about to delete: count exactly first
         if max_bytes and total > max_bytes:
             for row in store.eviction_candidates(store.newest_feed_images(keep_entries)):
                 total -= self.remove(row["sha256"])

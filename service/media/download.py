@@ -35,7 +35,7 @@ import random
 import ssl
 import stat
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -350,7 +350,7 @@ class Downloader:
         async with self._semaphore:
             return await self._fetch(media_key, url)
 
-    async def fetch_many(self, items: Iterable[tuple[str, str]]) -> AsyncIterator[Download]:
+    async def fetch_many(self, items: Iterable[tuple[str, str]]) -> AsyncGenerator[Download, None]:
         """Fetch ``(media_key, url)`` pairs, yielding each :class:`Download` as soon as it completes.
 
         At most ``concurrency`` requests run at once, and at most ``concurrency`` finished downloads wait for the

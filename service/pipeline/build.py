@@ -60,11 +60,6 @@ class ActiveModel:
         return self.model
 
 
-def media_url(row) -> str | None:
-    """What to fetch for a media row: the photo itself, or a video/GIF's preview image."""
-    return row["url"] or row["preview_url"]
-
-
 def make_source(settings: Settings, stop: threading.Event | None = None) -> Source:
     if settings.source.startswith("folder:"):
         from service.sources.folder import FolderSource
@@ -103,7 +98,6 @@ def make_cycle(
         extractor=extractor,
         model=model,
         downloader_factory=lambda: make_downloader(settings),
-        media_url=media_url,
         cache=ImageCache(settings.cache_dir),
         limits=ImageLimits.from_settings(settings),
         batch_size=settings.batch_size,
@@ -114,7 +108,7 @@ def make_cycle(
     )
 
 
-__all__ = ["ActiveModel", "ConfigError", "make_cycle", "make_downloader", "make_source", "media_url"]
+__all__ = ["ActiveModel", "ConfigError", "make_cycle", "make_downloader", "make_source"]
 
 
 class ThreadStores:

@@ -10,25 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from service.classify.registry import TrainedModel
 from service.features import FeatureExtractor, ImageLimits
-from service.features.images import ImageError, load_image
+from service.features.images import ImageError, decode_image, load_image
+from service.media import Download, media_url
 from service.media.cache import ImageCache
 from service.sources import Source, SourceError
 from service.route import route_all
 from service.store import Store
+from service.store.journey import PendingMedia
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,17 @@ class CycleSummary:
         return data
 
 
+class MediaDownloader(Protocol):
+    """What a cycle needs of a downloader (``media.Downloader`` is one): an async context that fetches
+    ``(media_key, url)`` pairs and yields each outcome as it completes."""
+
+    async def __aenter__(self) -> MediaDownloader: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    def fetch_many(self, items: Sequence[tuple[str, str]]) -> AsyncGenerator[Download, None]: ...
+
+
 @dataclass
 class Ready:
     """A downloaded, decoded image waiting for classification."""
@@ -94,8 +107,8 @@ class Cycle:
         source: Source | None,
         extractor: FeatureExtractor,
         model: Callable[[], TrainedModel | None],
-        downloader_factory: Callable[[], object],
-        media_url: Callable[[object], str | None],
+        downloader_factory: Callable[[], MediaDownloader],
+        media_url: Callable[[PendingMedia], str | None] = media_url,
         cache: ImageCache,
         limits: ImageLimits,
         batch_size: int = 16,
@@ -179,16 +192,16 @@ class Cycle:
             return
         ready = []
         for row in rows:
-            data = self.cache.get(row["sha256"])
+            data = self.cache.get(row.sha256)
             try:
                 if data is None:
-                    raise ImageError(row["sha256"], "local copy missing")
+                    raise ImageError(row.sha256, "local copy missing")
                 image = load_image(data, limits=self.limits, draft_size=self.extractor.working_size)
             except ImageError as exc:
-                self.store.image_failed(row["id"], exc.reason)
+                self.store.image_failed(row.id, exc.reason)
                 self.summary.failed += 1
                 continue
-            ready.append(Ready(int(row["id"]), row["sha256"], image))
+            ready.append(Ready(row.id, row.sha256, image))
         for start in range(0, len(ready), self.batch_size):
             batch = ready[start : start + self.batch_size]
             self.classify(batch, self.extractor.extract([r.image for r in batch]))
@@ -197,15 +210,15 @@ class Cycle:
         pending = self.store.pending_media()
         if not pending:
             return
-        media = {row["media_key"]: row for row in pending}
+        media = {row.media_key: row for row in pending}
         items = []
         for row in pending:
             url = self.media_url(row)
             if url is None:
-                self.store.media_failed(row["id"], "no URL to fetch", retryable=False, max_attempts=1)
+                self.store.media_failed(row.id, "no URL to fetch", retryable=False, max_attempts=1)
                 self.summary.failed += 1
             else:
-                items.append((row["media_key"], url))
+                items.append((row.media_key, url))
         loop = asyncio.get_running_loop()
         batch: list[Ready] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as pool:
@@ -222,38 +235,42 @@ class Cycle:
             if batch:
                 await self.extract_and_classify(loop, pool, batch)
 
-    def accept(self, row, download) -> Ready | None:
+    def accept(self, row: PendingMedia, download: Download) -> Ready | None:
         """Store one download's outcome; return the decoded image when it still needs a verdict."""
-        if not download.ok:
+        if download.data is None:
+            reason = download.error or "no data"
             status = self.store.media_failed(
-                row["id"], download.error, retryable=download.retryable, max_attempts=self.max_attempts
+                row.id, reason, retryable=download.retryable, max_attempts=self.max_attempts
             )
             if status == "failed":
                 self.summary.failed += 1
-                log.warning("media %s failed: %s", row["media_key"], download.error)
+                log.warning("media %s failed: %s", row.media_key, reason)
             else:
                 self.summary.retry_later += 1
             return None
         data = download.data
         try:
-            image = load_image(data, limits=self.limits, draft_size=self.extractor.working_size, name=row["media_key"])
-            width, height = Image.open(io.BytesIO(data)).size
+            decoded = decode_image(data, limits=self.limits, draft_size=self.extractor.working_size,
+                                   name=row.media_key)
         except ImageError as exc:
-            self.store.media_failed(row["id"], exc.reason, retryable=False, max_attempts=1)
+            self.store.media_failed(row.id, exc.reason, retryable=False, max_attempts=1)
             self.summary.failed += 1
-            log.warning("media %s failed: %s", row["media_key"], exc.reason)
+            log.warning("media %s failed: %s", row.media_key, exc.reason)
             return None
         sha = hashlib.sha256(data).hexdigest()
-        image_id = self.store.add_image(sha, width, height, len(data), "x" if row["kind"] != "file" else "folder")
+        width, height = decoded.width, decoded.height
+        image_id = self.store.add_image(sha, width, height, len(data), "x" if row.kind != "file" else "folder")
         path = self.cache.put(sha, data)
         self.store.set_image_cache(image_id, str(path), width, height, len(data))
-        status = self.store.media_downloaded(row["id"], image_id)
+        status = self.store.media_downloaded(row.id, image_id)
         self.summary.downloaded += 1
         if status != "downloaded":  # the same bytes were routed before: linked, not classified again
             return None
-        return Ready(image_id, sha, image)
+        return Ready(image_id, sha, decoded.image)
 
-    async def extract_and_classify(self, loop, pool, batch: list[Ready]) -> None:
+    async def extract_and_classify(
+        self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, batch: list[Ready]
+    ) -> None:
         if self.model() is None:
             self.summary.waiting_for_model += len(batch)
             return

@@ -6,13 +6,12 @@ the cursor (``since_id``) only when every page of a poll is stored, so a crash m
 
 from __future__ import annotations
 
-from service.errors import NijifeedError
-
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-MediaKind = Literal["photo", "video", "animated_gif", "file"]
+from service.errors import NijifeedError
+from service.words import MediaKind
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,36 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from service.route import Routed
+from service.words import MediaKind
 
 from .base import StoreBase
 from .connection import utc_now as _now
 
 if TYPE_CHECKING:
     from service.sources import Post
+
+
+@dataclass(frozen=True)
+class PendingMedia:
+    """A media row waiting for its download: what the cycle needs of it."""
+
+    id: int
+    media_key: str
+    kind: MediaKind
+    url: str | None
+    preview_url: str | None
+
+
+@dataclass(frozen=True)
+class UnroutedImage:
+    """An image downloaded but not routed yet (its cycle died before the verdict)."""
+
+    id: int
+    sha256: str
 
 
 class JourneyQueries(StoreBase):
@@ -59,11 +80,13 @@ class JourneyQueries(StoreBase):
                     )
         return new_media
 
-    def pending_media(self, limit: int = 500) -> list[sqlite3.Row]:
+    def pending_media(self, limit: int = 500) -> list[PendingMedia]:
         """Media still to download, oldest first."""
-        return self.conn.execute(
-            "SELECT * FROM media WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,)
-        ).fetchall()
+        rows = self.conn.execute(
+            "SELECT id, media_key, kind, url, preview_url FROM media WHERE status = 'pending' ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [PendingMedia(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     def media_failed(self, media_id: int, reason: str, *, retryable: bool, max_attempts: int) -> str:
         """Count a failed attempt. A retryable failure stays pending until ``max_attempts``; returns the status."""
@@ -98,13 +121,14 @@ class JourneyQueries(StoreBase):
                 (path, width, height, nbytes, image_id),
             )
 
-    def unrouted_images(self, limit: int = 1000) -> list[sqlite3.Row]:
+    def unrouted_images(self, limit: int = 1000) -> list[UnroutedImage]:
         """Images downloaded but not yet routed: the classify stage's work list (after a crash, too)."""
-        return self.conn.execute(
-            "SELECT DISTINCT images.* FROM images JOIN media ON media.image_id = images.id"
+        rows = self.conn.execute(
+            "SELECT DISTINCT images.id, images.sha256 FROM images JOIN media ON media.image_id = images.id"
             " WHERE images.route IS NULL AND media.status = 'downloaded' ORDER BY images.id LIMIT ?",
             (limit,),
-        ).fetchall()
+        )
+        return [UnroutedImage(int(r[0]), r[1]) for r in rows]
 
     def image_failed(self, image_id: int, reason: str) -> None:
         """An image that cannot be classified (its cached copy unreadable): its media are failed with the reason."""
