@@ -1,31 +1,32 @@
 """The active-learning loop simulated on a labelled dataset: does labelling the review queue pay off?
 
     python benchmarks/active_learning.py [--dataset DIR] [--models et,svm] [--seeds 5] [--rounds 6]
+                                        [--min-margin-2d 0.4] [--threshold T]
 
-The loop of ``tests/test_loop_simulation.py`` (and of the service: ``pipeline/loop.py``), on the dev set and
-against a baseline. Per seed, a third of the dataset is held out (``StratifiedGroupKFold`` on the manifest's
-``group`` column, so near-duplicates never straddle it); the first model learns from 5 labelled images of each
-class; the rest of the data arrives in ``--rounds`` batches. Each round the current model routes the batch, and:
+The loop of ``tests/test_loop_simulation.py`` (and of the service: ``pipeline/retrain.py``), on the dev set and
+against a baseline. Per seed, a third of the dataset is held out (the product's ``training.grouped_splits`` on
+the manifest's ``group`` column, so near-duplicates never straddle it); the first model learns from 5 labelled
+images of each class; the rest of the data arrives in ``--rounds`` batches. Each round the current model routes
+the batch, and:
 
 * ``uncertainty``: a person answers the review queue, i.e. the images the model was unsure of plus the audit
-  draw (``--audit-rate`` of the confident ones), exactly as the service asks;
+  draw (``--audit-rate`` of the confident ones, drawn by ``service.route.is_audit`` from the image's hash),
+  exactly as the service asks;
 * ``random``: the same number of answers, for images drawn at random from the same batch.
 
-Then the model is retrained on everything labelled so far (``training.train``: grouped CV, the threshold for
-``--target`` precision, or ``--threshold`` for a fixed margin rule). Figures are measured on the held-out third
-with each round's model: review rate, 2D precision of the confident part (the feed), 2D recall (the share of all
-2D images that reach the feed). Means over seeds, with the standard deviation of the review rate.
+Then the model is retrained on everything labelled so far (``training.train``: grouped CV, the 2D threshold for
+``--target`` precision never looser than ``--min-margin-2d``, both the service's defaults; or ``--threshold`` for
+a fixed margin rule). Figures are measured on the held-out third with each round's model: review rate, 2D
+precision of the confident part (the feed), 2D recall (the share of all 2D images that reach the feed), all from
+``service.classify.evaluate``. Means over seeds, with the standard deviation of the review rate. Features: the
+builtin extractor, cached as ``benchmarks/dev_eval.py`` caches them (``benchmarks/devset.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import inspect
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +34,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sklearn.model_selection import StratifiedGroupKFold  # noqa: E402
-
+from benchmarks.devset import DEFAULT_DATASET, load_devset  # noqa: E402
 from service.classify.evaluate import evaluate  # noqa: E402
-from service.classify.training import TrainingData, train  # noqa: E402
-from service.features import extract_files  # noqa: E402
-from service.features.builtin import BuiltinExtractor  # noqa: E402
+from service.classify.training import TrainingData, grouped_splits, train  # noqa: E402
+from service.config import Settings  # noqa: E402
+from service.route import is_audit  # noqa: E402
 
-DEFAULT_DATASET = Path("/work/shared/datasets/dev")
+DEFAULT_TARGET: float = Settings.model_fields["target_precision"].default
+DEFAULT_FLOOR: float = Settings.model_fields["min_margin_2d"].default
 
 
 @dataclass
@@ -51,31 +52,11 @@ class Figures:
     recall: float
 
 
-def load(folder: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features (builtin, cached by extractor and code version), labels (1 = 2D) and group ids."""
-    with open(folder / "manifest.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    extractor = BuiltinExtractor()
-    code = hashlib.sha256(Path(inspect.getsourcefile(BuiltinExtractor)).read_bytes()).hexdigest()[:12]
-    cache = cache_dir / f"nijifeed_al_{folder.name}_{extractor.name}_{code}.npz"
-    files = [r["file"] for r in rows]
-    if cache.exists() and list(np.load(cache)["files"]) == files:
-        X = np.load(cache)["X"]
-    else:
-        got = extract_files(extractor, [folder / f for f in files])
-        if got.failures:
-            raise SystemExit(f"unreadable: {[f.source for f in got.failures]}")
-        X = got.features
-        np.savez(cache, X=X, files=np.array(files))
-    y = np.array([r["label"] == "2d" for r in rows], dtype=int)
-    groups = np.unique([r["group"] for r in rows], return_inverse=True)[1]
-    return X, y, groups
-
-
 def simulate(
     X: np.ndarray,
     y: np.ndarray,
     groups: np.ndarray,
+    sha256s: list[str],
     *,
     seed: int,
     kind: str,
@@ -84,29 +65,31 @@ def simulate(
     audit_rate: float,
     target: float,
     threshold: float | None,
+    min_margin_2d: float,
     answers_per_round: list[int] | None = None,
 ) -> tuple[list[Figures], list[int]]:
     """One run. Without ``answers_per_round`` it is the uncertainty run (answers = the queue) and returns how many
     answers each round got; with it, the random run, drawing that many from each batch."""
     rng = np.random.default_rng(seed)
-    pool, holdout = next(StratifiedGroupKFold(3, shuffle=True, random_state=seed).split(X, y, groups))
+    pool, holdout = grouped_splits(y, groups, 3, seed)[0]
     pool = rng.permutation(pool)
     labelled = [int(i) for c in (1, 0) for i in pool[y[pool] == c][:initial]]
     batches = np.array_split(np.array([i for i in pool if i not in set(labelled)]), rounds)
     draw = np.random.default_rng(seed + 1000)  # the random baseline's own draws; the split is shared
-    figures, answered = [], []
+    figures: list[Figures] = []
+    answered: list[int] = []
     for r in range(rounds + 1):
-        data = TrainingData(X[labelled], y[labelled], [str(i) for i in labelled], groups[labelled], [])
+        data = TrainingData(X[labelled], y[labelled], [sha256s[i] for i in labelled], groups[labelled], [])
         model = train(data, kind=kind, extractor="builtin", target_precision=target, fixed_threshold=threshold,
-                      seed=seed)
+                      min_margin_2d=min_margin_2d, seed=seed)
         m = evaluate(y[holdout], model.p_2d(X[holdout]), model.rule)
         figures.append(Figures(len(labelled), m.review_rate, m.precision_2d, m.recall_2d))
         if r == rounds:
             break
         batch = batches[r]
         if answers_per_round is None:
-            verdicts, _ = model.classify(X[batch])
-            audit = (verdicts != "uncertain") & (rng.random(len(batch)) < audit_rate)
+            verdicts = model.decide(X[batch]).verdict
+            audit = np.array([is_audit(v, sha256s[i], audit_rate) for v, i in zip(verdicts, batch, strict=True)])
             chosen = batch[(verdicts == "uncertain") | audit]
             answered.append(len(chosen))
         else:
@@ -123,26 +106,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--initial", type=int, default=5, help="labelled images of each class to start from")
     parser.add_argument("--audit-rate", type=float, default=0.02)
-    parser.add_argument("--target", type=float, default=0.98, help="2D precision the threshold is chosen for")
+    parser.add_argument("--target", type=float, default=DEFAULT_TARGET, help="2D precision the threshold aims for")
+    parser.add_argument("--min-margin-2d", type=float, default=DEFAULT_FLOOR,
+                        help="the chosen 2D threshold is never looser than this margin (the service's default)")
     parser.add_argument("--threshold", type=float, default=None, help="a fixed margin rule instead (0.3: published)")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp"))
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", category=FutureWarning)  # sklearn 1.9's SVC(probability=True) notice
 
-    X, y, groups = load(args.dataset, args.cache_dir)
-    rule = f"fixed margin {args.threshold}" if args.threshold is not None else f"precision target {args.target}"
+    dev = load_devset(args.dataset, args.cache_dir)
+    X, y, groups = dev.X, dev.y, dev.groups
+    rule = (f"fixed margin {args.threshold}" if args.threshold is not None
+            else f"precision target {args.target}, 2D margin floor {args.min_margin_2d}")
     print(f"{args.dataset}: {len(y)} images ({y.sum()} 2D), {len(np.unique(groups))} groups; "
-          f"{BuiltinExtractor().name} features; "
+          f"{dev.extractor} features; "
           f"{rule}; audit rate {args.audit_rate}; {args.seeds} seeds; held out: 1/3 by group")
     for kind in args.models.split(","):
         start = time.perf_counter()
         runs: dict[str, list[list[Figures]]] = {"uncertainty": [], "random": []}
         for seed in range(args.seeds):
-            options = dict(seed=seed, kind=kind, rounds=args.rounds, initial=args.initial, audit_rate=args.audit_rate,
-                           target=args.target, threshold=args.threshold)
-            figures, answered = simulate(X, y, groups, **options)
+            def run(answers: list[int] | None, seed: int = seed, kind: str = kind) -> tuple[list[Figures], list[int]]:
+                return simulate(X, y, groups, dev.sha256s, seed=seed, kind=kind, rounds=args.rounds,
+                                initial=args.initial, audit_rate=args.audit_rate, target=args.target,
+                                threshold=args.threshold, min_margin_2d=args.min_margin_2d,
+                                answers_per_round=answers)
+
+            figures, answered = run(None)
             runs["uncertainty"].append(figures)
-            runs["random"].append(simulate(X, y, groups, answers_per_round=answered, **options)[0])
+            runs["random"].append(run(answered)[0])
         print(f"\nmodel {kind} ({time.perf_counter() - start:.0f} s)")
         print(f"{'round':>5} | {'uncertainty sampling (the review queue)':^44} | {'random sampling, same number':^44}")
         header = f"{'labels':>7} {'review':>13} {'prec 2D':>8} {'recall 2D':>10}"

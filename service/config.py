@@ -13,7 +13,7 @@ from service.words import ScoreKind
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -191,7 +191,7 @@ class Settings(BaseSettings):
 _SECRET_HINT = re.compile(r"secret|token|key|password", re.IGNORECASE)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build Settings, turning pydantic's report into one message per bad setting, named as the user sets it."""
     try:
         return Settings(**overrides)

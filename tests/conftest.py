@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 #: functions and constants are imported as usual (``from xsandbox import make_source``).
 pytest_plugins = [
     "xsandbox",  # the X API sandbox: ``no_proxy``, ``sandbox`` (one per test), ``http``
-    "pipelinekit",  # ``service_env``: the trained data dir set up to poll the test's sandbox
+    "pipelinekit",  # ``service_env``: the trained data dir set to poll the test's sandbox; ``queued_dir``: polled
     "feedkit",  # ``feed_sandbox`` (one per session), ``polled_template``, ``polled``: a store one poll filled
     "reviewkit",  # ``world``: a store in the state a poll leaves it, with a review queue
 ]
@@ -28,10 +28,10 @@ def isolated_env(monkeypatch, tmp_path):
         if name.startswith("NIJIFEED_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("NIJIFEED_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps tables at the terminal width; keep rows on one line
     # The CLI quiets chatty library loggers; undo that after each test so log assertions see them again.
     for name in ("httpx", "httpcore", "apscheduler", "tweepy"):
-        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)  # rich wraps tables at the terminal width; keep rows on one line
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
 
 
 @pytest.fixture

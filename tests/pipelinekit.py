@@ -1,5 +1,5 @@
-"""The trained data dir set up to poll an X API sandbox (the ``service_env`` fixture), and checks on what a poll
-leaves in the store.
+"""The trained data dir set up to poll an X API sandbox (``service_env``) or after one poll of it (``queued_dir``),
+and checks on what a poll leaves in the store.
 
 A pytest plugin (listed in ``conftest.pytest_plugins``): its fixtures need no import. Import the helper functions
 (``use``, ``db``, ``shown_keys``, ``assert_routed_exactly_once``) as usual.
@@ -25,6 +25,15 @@ def service_env(trained, monkeypatch, no_proxy):
     monkeypatch.setenv("NIJIFEED_X_BACKOFF", "0.01")
     monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "0")
     return trained
+
+
+@pytest.fixture
+def queued_dir(service_env, sandbox, cli, monkeypatch):
+    """The trained data dir (model v1) after a real poll of this test's sandbox, with a review queue (20 % audits)."""
+    use(monkeypatch, sandbox)
+    monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "0.2")
+    cli("poll")
+    return service_env
 
 
 def use(monkeypatch, sandbox: Sandbox) -> None:

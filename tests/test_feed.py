@@ -11,7 +11,7 @@ import pytest
 from service.errors import InputError
 from service.feed import Cursor, entry_for_post, feed_entries, feed_page
 from service.feed.times import parse_since
-from service.sources import MediaRef, Post
+from service.sources import MediaRef, OriginalPost, Post
 from service.store import Store
 
 
@@ -54,12 +54,13 @@ def test_a_post_that_reappears_is_one_entry(polled):
         before = feed_entries(store, limit=1000)
         entry = next(e for e in before if e.via == "retweet")
         refs = tuple(MediaRef(i.media_key, "photo", i.url) for i in entry.images)
-        original = {"author_name": "Far Away", "author_handle": "faraway_artist", "text": "the original"}
+        original = OriginalPost(id=entry.id, text="the original", url=entry.url, author_name="Far Away",
+                                author_handle="faraway_artist")
         # Retweeted again, later, by another account; and the original itself appears too, earlier.
         store.add_posts([
             Post(id="9100000000000000001", text=f"RT @{entry.author_handle}: ...", created_at="2030-01-01T00:00:00.000Z",
                  url=entry.url, author_handle="second_fan", author_name="Fan", media=refs, via="retweet",
-                 via_id=entry.id, raw={"original": original}),
+                 via_id=entry.id, original=original),
             Post(id=entry.id, text="the original", created_at="2000-01-01T00:00:00.000Z", url=entry.url,
                  author_handle="faraway_artist", author_name="Far Away", media=refs),
         ])

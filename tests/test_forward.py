@@ -219,6 +219,28 @@ def test_x_repost_and_bookmark_once_each_through_the_api(polled):
         assert all(r["headers"]["Authorization"] == "Bearer user-feed-test-token" for r in api.requests)
 
 
+def test_x_repost_already_done_is_delivered_and_another_refusal_is_not(polled):
+    already = {"title": "Forbidden", "detail": "You have already retweeted this Tweet.", "type": "about:blank",
+               "status": 403}
+    user = {"/2/users/me": {"data": {"id": "4242", "name": "me", "username": "me"}},
+            "/2/users/4242/retweets": already}
+    with Receiver(statuses=[403] * 1000, routes=user) as api, open_store(polled) as store:
+        config = settings(x_api_base_url=api.url, forward_x_repost=True, x_retries=0)
+        summary = deliver_due(config, store, make_forwarders(config), now=T0)
+        entries = feed_entries(store, limit=1000)
+        assert summary.enqueued == summary.delivered == len(entries) > 0 and summary.failed == 0
+        assert {(r["status"], r["attempts"], r["last_error"]) for r in outbox(store)} == {("delivered", 1, None)}
+        assert Counter(r["status"] for r in api.requests if r["method"] == "POST") == Counter({403: len(entries)})
+    refused = {**user, "/2/users/4242/retweets": {**already, "detail": "You are not permitted to repost this."}}
+    with Receiver(statuses=[403] * 1000, routes=refused) as api, open_store(polled) as store:
+        config = settings(x_api_base_url=api.url, forward_x_repost=True, x_retries=0)
+        with store.transaction() as conn:
+            conn.execute("DELETE FROM outbox")
+        summary = deliver_due(config, store, make_forwarders(config), now=T0)
+        assert summary.failed == summary.enqueued > 0 and summary.delivered == 0  # fatal: given up at once
+        assert all("not permitted" in r["last_error"] for r in outbox(store))
+
+
 def test_x_forwarder_without_credentials_is_refused(polled, monkeypatch):
     monkeypatch.delenv("NIJIFEED_X_BEARER_TOKEN")
     with pytest.raises(SourceError, match="no X credentials"):

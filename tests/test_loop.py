@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pipelinekit import use
 
-from service.pipeline.loop import LABELS_SOURCE, Example, folders_of, group_ids, maybe_retrain, merge, retrain
+from service.pipeline.retrain import LABELS_SOURCE, Example, folders_of, group_ids, maybe_retrain, merge, retrain
 from service.classify.registry import load_model
 from service.config import load_settings
 from service.features.builtin import BuiltinExtractor
@@ -71,16 +71,7 @@ def test_group_ids_join_near_duplicates_and_isolate_unknown_pictures():
     assert len({groups[2], groups[3], groups[4], groups[0]}) == 4
 
 
-# --- on a data dir a real poll filled ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def queued_dir(service_env, sandbox, cli, monkeypatch):
-    """The trained data dir after a real poll of this test's sandbox, with a review queue (20 % audits)."""
-    use(monkeypatch, sandbox)
-    monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "0.2")
-    cli("poll")
-    return service_env
+# --- on a data dir a real poll filled (``queued_dir``, tests/pipelinekit.py) ------------------------------------
 
 
 def test_train_without_folders_learns_from_labels_and_the_first_folders(queued_dir, sandbox, cli):

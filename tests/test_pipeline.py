@@ -7,7 +7,6 @@ import json
 import shutil
 from collections import Counter
 
-import pytest
 from pipelinekit import assert_routed_exactly_once, db, shown_keys, use
 from xsandbox import BEARER_TOKEN
 

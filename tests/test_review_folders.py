@@ -7,7 +7,7 @@ import shutil
 
 from reviewkit import PLAN
 
-from service.review.folders import export_queue, import_answers, parse_name
+from service.review.exchange import export_queue, import_answers, parse_name
 
 
 def test_export_then_import_round_trips_through_the_cli(world, tmp_path, cli):

@@ -12,12 +12,11 @@ import time
 import httpx
 import pytest
 from PIL import Image
+from xsandbox import BEARER_TOKEN, FULL_QUERY
 
 from service.sandbox import Sandbox, snowflake, snowflake_ms
 from service.sandbox.build_timeline import build
-from service.sandbox.model import bundled_timeline
-
-from xsandbox import BEARER_TOKEN, FULL_QUERY
+from service.sandbox.timeline_data import bundled_timeline
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -216,7 +215,7 @@ def test_rate_limit_counts_and_429(sandbox, http):
     after = time.time()
     assert limited.status_code == 429 and limited.json()["title"] == "Too Many Requests"
     assert limited.headers["x-rate-limit-remaining"] == "0"
-    assert int(before) + 42 <= int(limited.headers["x-rate-limit-reset"]) <= after + 42  # 42 s from the answer
+    assert int(before) + 42 <= int(limited.headers["x-rate-limit-reset"]) <= after + 42  # 42 s from now
     assert home(http, sandbox, max_results=5).status_code == 200  # times=1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -21,19 +22,13 @@ SAMPLES = Path(__file__).resolve().parent.parent / "service" / "samples"
 FOLDERS = (SAMPLES / "train" / "not2d", SAMPLES / "train" / "2d")
 
 
-@pytest.fixture
-def queued_dir(service_env, sandbox, cli, monkeypatch):
-    """The trained data dir (model v1) after a real poll of this test's sandbox, with a review queue."""
-    use(monkeypatch, sandbox)
-    monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "0.2")
-    cli("poll")
-    return service_env
-
-
 def queue_state(data_dir: Path) -> list[tuple]:
     conn = sqlite3.connect(data_dir / "nijifeed.sqlite3")
     try:
-        return conn.execute("SELECT image_id, reason, model_version, priority, resolved_at, resolution FROM review_queue ORDER BY image_id").fetchall()
+        return conn.execute(
+            "SELECT image_id, reason, model_version, priority, resolved_at, resolution FROM review_queue "
+            "ORDER BY image_id"
+        ).fetchall()
     finally:
         conn.close()
 
@@ -131,7 +126,10 @@ def test_service_runs_cycles_serves_the_web_face_and_holds_the_lock(service_env,
     from service.pipeline.service import Service
 
     use(monkeypatch, sandbox)
-    settings = load_settings(poll_interval=1, web_port=0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(poll_interval=1, web_port=port)
     seen: dict[str, object] = {}
     previous_handler = signal.getsignal(signal.SIGTERM)
 
@@ -150,7 +148,7 @@ def test_service_runs_cycles_serves_the_web_face_and_holds_the_lock(service_env,
     started: list[str] = []
     with service:
         service.run(on_start=lambda s: started.append(s.url))
-    assert started and started[0].startswith("http://127.0.0.1:")
+    assert started == [f"http://127.0.0.1:{port}"]
     assert seen["healthz"] == 200 and seen["report"] == 200 and str(seen["feed"]).startswith("https://jsonfeed.org")
     assert "another nijifeed daemon" in str(seen["second"])
     assert signal.getsignal(signal.SIGTERM) == previous_handler  # the handlers are given back

@@ -1,4 +1,4 @@
-"""XSource through real HTTP: the real tweepy client against the local sandbox on 127.0.0.1."""
+"""XSource and XClient through real HTTP: the real tweepy client against the local sandbox on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import requests
 
 from service.sandbox import Sandbox, snowflake
 from service.sources import SourceError
-from service.sources.x import XSource, snowflake_ms
+from service.sources.x_client import XClient
+from service.sources.x_timeline import XSource, snowflake_ms
 
 from xsandbox import (
     ACCESS_TOKEN,
@@ -32,7 +33,7 @@ from xsandbox import (
 
 def test_user_id_resolved_once(sandbox):
     source = make_source(sandbox)
-    assert source.user_id() == sandbox.me["id"]
+    assert source.client.user_id() == sandbox.me["id"]
     collect(source)
     collect(source)
     assert [r.path for r in sandbox.requests if r.endpoint == "me"] == ["/2/users/me"]
@@ -46,7 +47,7 @@ def test_first_poll_reads_every_page_once(sandbox):
     assert [post.id for post in all_posts(pages)] == truth  # newest first, each once
     assert [len(p.posts) for p in pages] == [5, 5, 5, 2]
     assert pages[0].newest_id == truth[0]
-    assert not any(getattr(p, "gap", None) for p in pages) and source.last_gap is None
+    assert not any(p.gap for p in pages) and source.last_gap is None
     asked = timeline_requests(sandbox)
     assert len(asked) == 4 and "pagination_token" not in asked[0].query
     assert all("pagination_token" in r.query and "since_id" not in r.query for r in asked[1:])
@@ -92,7 +93,8 @@ def test_retweets_quotes_video_and_text(sandbox):
         assert post.media and post.author_handle == "niji_curator"
         assert post.url == f"https://x.com/{expected['ref_author']}/status/{expected['ref_id']}"
         assert post.text.startswith(f"RT @{expected['ref_author']}: ")
-        assert post.raw["original"]["author_handle"] == expected["ref_author"]
+        assert post.original is not None and post.original.author_handle == expected["ref_author"]
+        assert post.original.id == expected["ref_id"] and post.original.url == post.url
     # a retweet of a post also on the timeline shows the very same media keys
     on_timeline = next(t for t in retweets if t["ref_id"] in posts)
     assert [m.media_key for m in posts[on_timeline["id"]].media] == [m.media_key for m in posts[on_timeline["ref_id"]].media]
@@ -117,7 +119,7 @@ def test_retweets_quotes_video_and_text(sandbox):
 def test_rate_limited_gives_retry_after_without_waiting(sandbox):
     sleeps = Sleeps()
     source = make_source(sandbox, sleep=sleeps)
-    source.user_id()
+    source.client.user_id()
     sandbox.inject("429", reset_in=120)
     started = time.monotonic()
     with pytest.raises(SourceError) as caught:
@@ -149,20 +151,20 @@ def test_server_errors_exhaust_retries(sandbox):
 
 def test_slow_answer_times_out_and_is_retried(sandbox):
     source = make_source(sandbox, timeout=0.3)
-    source.user_id()
+    source.client.user_id()
     sandbox.inject("slow", seconds=10.0, target="timeline")
     started = time.monotonic()
     pages = collect(source)
     assert len(all_posts(pages)) == 40
     assert 0.3 <= time.monotonic() - started < 5  # gave up after 0.3 s: the 10 s answer was not waited for
-    assert len(timeline_requests(sandbox)) == 2 and len(source._sleep) == 1  # type: ignore[arg-type]
+    assert len(timeline_requests(sandbox)) == 2 and len(source.client._sleep) == 1  # type: ignore[arg-type]
 
 
 def test_stop_event_ends_backoff(sandbox):
     stop = threading.Event()
     stop.set()
     source = make_source(sandbox, sleep=None, stop=stop, backoff=30)
-    source.user_id()
+    source.client.user_id()
     sandbox.inject("503", target="timeline")
     started = time.monotonic()
     with pytest.raises(SourceError) as caught:
@@ -173,7 +175,7 @@ def test_stop_event_ends_backoff(sandbox):
 def test_partial_errors_are_recorded_and_data_used(sandbox, caplog):
     source = make_source(sandbox)
     sandbox.inject("partial_error")
-    with caplog.at_level(logging.WARNING, logger="service.sources.x"):
+    with caplog.at_level(logging.WARNING, logger="service.sources.x_parse"):
         (page,) = collect(source)
     assert len(page.posts) == 40
     (error,) = page.errors
@@ -259,7 +261,7 @@ def test_every_call_goes_to_the_base_url_with_a_timeout(sandbox, monkeypatch):
 def test_gap_when_since_id_is_older_than_seven_days(sandbox, caplog):
     source = make_source(sandbox)
     old = snowflake(int((time.time() - 8 * 86400) * 1000))
-    with caplog.at_level(logging.WARNING, logger="service.sources.x"):
+    with caplog.at_level(logging.WARNING, logger="service.sources.x_timeline"):
         pages = collect(source, old)
     assert len(all_posts(pages)) == 40
     assert "7-day window" in pages[0].gap and source.last_gap == pages[0].gap
@@ -273,9 +275,9 @@ def test_gap_when_max_pages_stops_early(sandbox):
     truth = [p["id"] for p in sandbox.posts()]
     pages = collect(source, truth[-1])
     assert [len(p.posts) for p in pages] == [5, 5]
-    assert getattr(pages[0], "gap", None) is None and "max_pages=2" in pages[-1].gap
+    assert pages[0].gap is None and "max_pages=2" in pages[-1].gap
     first_poll = collect(source)  # no since_id: nothing to miss, no gap
-    assert not any(getattr(p, "gap", None) for p in first_poll)
+    assert not any(p.gap for p in first_poll)
 
 
 @pytest.mark.parametrize("sandbox", [{"cap": 10}], indirect=True)
@@ -288,14 +290,14 @@ def test_gap_when_the_800_post_window_is_exhausted(sandbox):
 
 def test_credentials_are_checked_without_showing_them():
     with pytest.raises(SourceError) as caught:
-        XSource()
+        XClient()
     assert caught.value.fatal and "NIJIFEED_X_BEARER_TOKEN" in str(caught.value)
     with pytest.raises(SourceError) as caught:
-        XSource(consumer_key="ck-SECRET", access_token=ACCESS_TOKEN)
+        XClient(consumer_key="ck-SECRET", access_token=ACCESS_TOKEN)
     assert "NIJIFEED_X_CONSUMER_SECRET" in str(caught.value) and ACCESS_TOKEN not in str(caught.value)
     assert "NIJIFEED_X_ACCESS_TOKEN_SECRET" in str(caught.value)
     with pytest.raises(ValueError):
-        XSource(bearer_token="x", max_results=101)
+        XSource(XClient(bearer_token="x"), max_results=101)
 
 
 def test_from_settings(sandbox):
@@ -306,7 +308,7 @@ def test_from_settings(sandbox):
     settings = Settings(x_api_base_url=sandbox.url, x_bearer_token=SecretStr(BEARER_TOKEN), x_max_results=20,
                         http_timeout=3)
     source = XSource.from_settings(settings, sleep=Sleeps())
-    assert source.max_results == 20 and source.timeout == 3 and source.auth_mode == "oauth2-user"
+    assert source.max_results == 20 and source.client.timeout == 3 and source.client.auth_mode == "oauth2-user"
     assert len(all_posts(collect(source))) == 40
     assert BEARER_TOKEN not in repr(source)
     assert snowflake_ms(snowflake(1_700_000_000_000)) == 1_700_000_000_000

@@ -14,7 +14,8 @@ import pytest
 
 from service.sandbox import Sandbox
 from service.sources import Page
-from service.sources.x import XSource
+from service.sources.x_client import XClient
+from service.sources.x_timeline import XSource
 
 # Distinctive fake credentials: tests assert these strings never reach logs, messages or reprs.
 CONSUMER_KEY = "ck-SECRET-consumer-key-0001"
@@ -43,8 +44,11 @@ class Sleeps(list):
         self.append(seconds)
 
 
-def make_source(sandbox: Sandbox, mode: str = "bearer", **overrides) -> XSource:
-    """An XSource against ``sandbox`` with fast test settings (1 s timeout, no real backoff sleeps)."""
+_SOURCE_ARGS = ("max_results", "max_pages", "window_posts", "clock")
+
+
+def make_client(sandbox: Sandbox, mode: str = "bearer", **overrides) -> XClient:
+    """An XClient against ``sandbox`` with fast test settings (2 s timeout, no real backoff sleeps)."""
     if mode == "oauth1":
         creds = {"consumer_key": CONSUMER_KEY, "consumer_secret": CONSUMER_SECRET, "access_token": ACCESS_TOKEN,
                  "access_token_secret": ACCESS_TOKEN_SECRET}
@@ -52,10 +56,16 @@ def make_source(sandbox: Sandbox, mode: str = "bearer", **overrides) -> XSource:
         creds = {"bearer_token": BEARER_TOKEN}
     else:
         raise ValueError(mode)
-    kwargs = {"api_base_url": sandbox.url, "max_results": 100, "max_pages": 10, "timeout": 2.0, "retries": 2,
-              "backoff": 0.01, "sleep": Sleeps(), **creds}
+    kwargs = {"api_base_url": sandbox.url, "timeout": 2.0, "retries": 2, "backoff": 0.01, "sleep": Sleeps(), **creds}
     kwargs.update(overrides)
-    return XSource(**kwargs)
+    return XClient(**kwargs)
+
+
+def make_source(sandbox: Sandbox, mode: str = "bearer", **overrides) -> XSource:
+    """An XSource against ``sandbox``: the client's settings as in ``make_client``, pages of 100, at most 10."""
+    paging = {"max_results": 100, "max_pages": 10}
+    paging.update({k: overrides.pop(k) for k in _SOURCE_ARGS if k in overrides})
+    return XSource(make_client(sandbox, mode, **overrides), **paging)
 
 
 def collect(source, since_id: str | None = None) -> list[Page]:

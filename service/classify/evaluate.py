@@ -41,8 +41,14 @@ def _ratio(num: float, den: float) -> float:
 
 
 def evaluate(y: np.ndarray, p_2d: np.ndarray, rule: Rule) -> Metrics:
+    return evaluate_verdicts(y, p_2d, decide(np.asarray(p_2d, dtype=np.float64), rule).verdict)
+
+
+def evaluate_verdicts(y: np.ndarray, p_2d: np.ndarray, v: np.ndarray) -> Metrics:
+    """The figures for verdicts already given (``"2d"``, ``"not2d"``, ``"uncertain"`` per image), e.g. those of
+    nested cross-validation, where each fold's images are judged by the rule chosen without them."""
     y = np.asarray(y).astype(int)
-    v = decide(np.asarray(p_2d, dtype=np.float64), rule).verdict
+    v = np.asarray(v)
     feed, review, dropped = v == "2d", v == "uncertain", v == "not2d"
     decided = ~review
     predicted = (np.asarray(p_2d) > 0.5).astype(int)

@@ -13,6 +13,7 @@ import pickle
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import sklearn
@@ -48,9 +49,17 @@ class ModelMeta:
         return data
 
 
+class Estimator(Protocol):
+    """What a trained model needs of its scikit-learn estimator."""
+
+    classes_: np.ndarray
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass
 class TrainedModel:
-    estimator: object
+    estimator: Estimator
     meta: ModelMeta
     version: int | None = None
     #: ``NIJIFEED_THRESHOLD``: replaces the trained rule's thresholds wherever this model decides.

@@ -133,3 +133,46 @@ def train(
         sources=list(data.sources),
     )
     return TrainedModel(estimator, meta)
+
+
+@dataclass(frozen=True)
+class CrossValidated:
+    """Nested cross-validation of ``train`` itself: each image judged as the product would have judged it had it
+    been new, by the model *and the rule* that ``train`` chose on the other folds (threshold choice included)."""
+
+    p_2d: np.ndarray  # equal to ``out_of_fold`` with the same folds and seed: the same estimators see the same data
+    verdict: np.ndarray  # "2d", "not2d" or "uncertain", under the rule of the image's outer fold
+    fold: np.ndarray  # the outer fold of each image
+    rules: list[Rule]  # the rule ``train`` chose on each outer fold's training part
+
+
+def cross_validate(
+    data: TrainingData,
+    *,
+    kind: str,
+    score_kind: ScoreKind = "margin",
+    target_precision: float = 0.98,
+    fixed_threshold: float | None = None,
+    min_margin_2d: float = 0.0,
+    folds: int = 5,
+    seed: int = 0,
+) -> CrossValidated:
+    """Run ``train`` on each outer grouped fold's training part (its own inner CV picks the rule) and decide the
+    held-out part with the result. ``evaluate_verdicts(data.y, cv.p_2d, cv.verdict)`` gives its figures."""
+    check_trainable(data.y)
+    n = len(data.y)
+    p = np.full(n, np.nan)
+    verdict = np.full(n, "uncertain", dtype=object)
+    fold = np.full(n, -1)
+    rules: list[Rule] = []
+    for i, (part, test) in enumerate(grouped_splits(data.y, data.groups, folds, seed)):
+        subset = TrainingData(
+            data.X[part], data.y[part], [data.sha256s[j] for j in part], data.groups[part], list(data.sources)
+        )
+        model = train(subset, kind=kind, extractor="cross-validation", score_kind=score_kind,
+                      target_precision=target_precision, fixed_threshold=fixed_threshold,
+                      min_margin_2d=min_margin_2d, folds=folds, seed=seed)
+        decisions = model.decide(data.X[test])
+        p[test], verdict[test], fold[test] = decisions.p_2d, decisions.verdict, i
+        rules.append(model.rule)
+    return CrossValidated(p, verdict.astype(str), fold, rules)

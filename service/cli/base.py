@@ -1,4 +1,4 @@
-"""What every command shares: the Typer apps, the per-invocation Context, error handling, table helpers."""
+"""What every command shares: the Typer apps, the per-invocation Context, error handling, printing helpers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import functools
 import logging
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Annotated, Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +23,9 @@ from service.config import ConfigError, Settings, load_settings
 from service.features import FeatureExtractor, ImageLimits, make_extractor
 from service.features.images import ImageError
 from service.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from service.pipeline.retrain import RetrainResult
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A 2D-illustration-only view of your X timeline.")
 model_app = typer.Typer(no_args_is_help=True, help="Trained models: inspect, list, roll back.")
@@ -52,13 +57,6 @@ class Context:
         from service.pipeline.build import ActiveModel
 
         return ActiveModel(self.store, self.extractor, self.settings.threshold).load()
-
-    def activate(self, model: TrainedModel) -> int:
-        """Save the model file, register it and make it active in one step."""
-        from service.pipeline.loop import publish
-
-        version, _ = publish(self.store, self.settings.models_dir, model, [])
-        return version
 
 
 def ctx_of(ctx: typer.Context) -> Context:
@@ -103,7 +101,7 @@ def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
 
 
 @contextmanager
-def progress_bar(total: int, label: str) -> Iterator[callable]:
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(label, total=total)
@@ -137,3 +135,56 @@ def metrics_table(title: str, rows: dict[str, dict]) -> Table:
     return table
 
 
+def train_on_folders(
+    app_ctx: Context,
+    neg_dir: Path,
+    pos_dir: Path,
+    *,
+    kind: str | None = None,
+    target_precision: float | None = None,
+    threshold: float | None = None,
+) -> RetrainResult:
+    """`train --from-folders` and the demo's starter model: the pipeline's folder training set (with a progress
+    bar and the files it skipped), then its one train-and-publish, saying what it trains on."""
+    import numpy as np
+
+    from service.features.images import list_images
+    from service.pipeline.retrain import folder_training_set, train_and_publish
+
+    settings = app_ctx.settings
+    total = len(list_images(neg_dir)) + len(list_images(pos_dir)) if neg_dir.is_dir() and pos_dir.is_dir() else 0
+    with progress_bar(total, "features") as advance:
+        training = folder_training_set(settings, app_ctx.store, app_ctx.extractor, neg_dir, pos_dir,
+                                       on_progress=advance)
+    for reason in training.unusable:
+        err.print(f"[yellow]skipped[/yellow] {reason}", highlight=False)
+    data = training.data
+    console.print(
+        f"training [bold]{kind or settings.model}[/bold] on {len(data.y)} images ({int(data.y.sum())} 2D, "
+        f"{int((data.y == 0).sum())} not 2D, {len(np.unique(data.groups))} near-duplicate groups), "
+        f"features: {app_ctx.extractor.name}"
+    )
+    return train_and_publish(settings, app_ctx.store, app_ctx.extractor, training, kind=kind,
+                             target_precision=target_precision, threshold=threshold)
+
+
+def print_training_report(model: TrainedModel) -> None:
+    """A model's cross-validated figures, at the published rule and at its own, and how its threshold was chosen."""
+    cv = model.meta.cv
+    rule = model.rule
+    choice = cv["threshold_choice"]
+    label = f"{rule.score_kind} 2D<{rule.threshold:g}" + (
+        f", not2D<{rule.threshold_not2d:g}" if rule.threshold_not2d is not None else ""
+    )
+    console.print(
+        metrics_table(
+            f"cross-validated ({cv['folds']} folds, grouped)",
+            {"published (margin < 0.3)": cv["at_published_rule"], f"chosen ({label})": cv["at_rule"]},
+        )
+    )
+    status = "met" if choice["met"] else "[yellow]NOT met[/yellow] (tightest threshold used)"
+    console.print(
+        f"threshold for 2D precision ≥ {choice['target']:g}: {choice['threshold']:g} — target {status}; "
+        f"CV precision {fmt(choice['precision'])} on {choice['feed']} feed images, "
+        f"{fmt(choice['coverage_2d'])} of 2D images reach the feed"
+    )

@@ -17,7 +17,6 @@ from service.classify.evaluate import risk_coverage
 from service.classify.models import MODELS
 from service.classify.registry import ModelError, TrainedModel, load_model
 from service.classify.training import TrainingData
-from service.classify.training import train as train_model
 from service.cli.base import (
     Context,
     command,
@@ -27,11 +26,13 @@ from service.cli.base import (
     fmt,
     metrics_table,
     model_app,
+    print_training_report,
     progress_bar,
     report_failures,
+    train_on_folders,
 )
 from service.features.images import list_images
-from service.pipeline import folders
+from service.pipeline import labelled_folders
 from service.route import FOLDER_OF_VERDICT
 
 
@@ -52,85 +53,46 @@ def train(
 ) -> None:
     """Learn "2D or not" from labelled folders, or from your review answers plus the folders first used; report
     CV figures before and after, activate the new model and re-score the images waiting for review."""
-    from service.pipeline import loop
+    from service.pipeline.retrain import retrain
 
     app_ctx = ctx_of(ctx)
     kind = model or app_ctx.settings.model
     if kind not in MODELS:
         raise InputError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
-    store = app_ctx.store
-    previous = store.active_model()
-    queue_before = store.open_review_count()
     if from_folders is not None:
-        trained = train_from_folders(app_ctx, *from_folders, kind=kind, target_precision=target_precision,
-                                     threshold=threshold)
-        rescored = loop.rescore_queue(store, trained, app_ctx.extractor, app_ctx.settings)
-        cv_before = loop.cv_figures(previous)
+        result = train_on_folders(app_ctx, *from_folders, kind=kind, target_precision=target_precision,
+                                  threshold=threshold)
     else:
         with console.status("gathering labels and features"):
-            result = loop.retrain(app_ctx.settings, store, app_ctx.extractor, kind=kind,
-                                  target_precision=target_precision, threshold=threshold)
+            result = retrain(app_ctx.settings, app_ctx.store, app_ctx.extractor, kind=kind,
+                             target_precision=target_precision, threshold=threshold)
         t = result.training
         folders = f"{t.folders[0]} and {t.folders[1]}" if t.folders else "no folders"
         console.print(f"trained [bold]{kind}[/bold] on {len(t.data.y)} images: {t.from_labels} labels from the "
                       f"store, {t.from_folders} from {folders} ({t.overridden} folder answers overridden by a label)")
         for reason in t.unusable:
             err.print(f"[yellow]not used[/yellow] {reason}", highlight=False)
-        trained, rescored, cv_before = result.model, result.rescored, result.cv_before
+    trained, rescored, cv_before = result.model, result.rescored, result.cv_before
     print_training_report(trained)
     if cv_before is not None:
         console.print(metrics_table(
             "before → after (each model cross-validated on its own training set)",
-            {f"before (v{previous['version']})": cv_before["at_rule"],
+            {f"before (v{result.previous_version})": cv_before["at_rule"],
              f"after (v{trained.version})": trained.meta.cv["at_rule"]},
         ))
         console.print(f"review rate (CV): {fmt(cv_before['at_rule']['review_rate'])} → "
                       f"{fmt(trained.meta.cv['at_rule']['review_rate'])}")
-    queue_after = store.open_review_count()
-    console.print(f"review queue: {queue_before} → {queue_after} ({rescored['feed']} sent to the feed and "
-                  f"{rescored['dropped']} dropped by the new model, {rescored['audit']} kept as audit items, "
+    console.print(f"review queue: {result.queue_before} → {result.queue_after} ({rescored['feed']} sent to the feed "
+                  f"and {rescored['dropped']} dropped by the new model, {rescored['audit']} kept as audit items, "
                   f"{rescored['uncertain']} still uncertain)")
     console.print(f"model v{trained.version} is now active")
 
 
-def train_from_folders(
-    app_ctx: Context,
-    neg_dir: Path,
-    pos_dir: Path,
-    *,
-    kind: str | None = None,
-    target_precision: float | None = None,
-    threshold: float | None = None,
-) -> TrainedModel:
-    """Extract, cross-validate, fit, save and activate; used by `train` and by the demo's first start."""
-    settings = app_ctx.settings
-    kind = kind or settings.model
-    data = labelled_folders(app_ctx, neg_dir, pos_dir)
-    console.print(
-        f"training [bold]{kind}[/bold] on {len(data.y)} images ({int(data.y.sum())} 2D, "
-        f"{int((data.y == 0).sum())} not 2D, {len(np.unique(data.groups))} near-duplicate groups), "
-        f"features: {app_ctx.extractor.name}"
-    )
-    trained = train_model(
-        data,
-        kind=kind,
-        extractor=app_ctx.extractor.name,
-        score_kind=settings.score_kind,
-        target_precision=target_precision or settings.target_precision,
-        fixed_threshold=threshold if threshold is not None else settings.threshold,
-        min_margin_2d=settings.min_margin_2d,
-        folds=settings.cv_folds,
-        seed=settings.seed,
-    )
-    app_ctx.activate(trained)
-    return trained
-
-
-def labelled_folders(app_ctx: Context, neg_dir: Path, pos_dir: Path) -> TrainingData:
-    """Features and labels of two folders, with a progress bar; unreadable files reported and skipped."""
+def labelled_data(app_ctx: Context, neg_dir: Path, pos_dir: Path) -> TrainingData:
+    """Features and labels of two folders (for `eval`), with a progress bar; unreadable files reported and skipped."""
     total = len(list_images(neg_dir)) + len(list_images(pos_dir)) if neg_dir.is_dir() and pos_dir.is_dir() else 0
     with progress_bar(total, "features") as advance:
-        labelled = folders.load_labelled(
+        labelled = labelled_folders.load_labelled(
             app_ctx.extractor,
             neg_dir,
             pos_dir,
@@ -141,27 +103,6 @@ def labelled_folders(app_ctx: Context, neg_dir: Path, pos_dir: Path) -> Training
         )
     report_failures(labelled.failures)
     return labelled.data
-
-
-def print_training_report(model: TrainedModel) -> None:
-    cv = model.meta.cv
-    rule = model.rule
-    choice = cv["threshold_choice"]
-    label = f"{rule.score_kind} 2D<{rule.threshold:g}" + (
-        f", not2D<{rule.threshold_not2d:g}" if rule.threshold_not2d is not None else ""
-    )
-    console.print(
-        metrics_table(
-            f"cross-validated ({cv['folds']} folds, grouped)",
-            {"published (margin < 0.3)": cv["at_published_rule"], f"chosen ({label})": cv["at_rule"]},
-        )
-    )
-    status = "met" if choice["met"] else "[yellow]NOT met[/yellow] (tightest threshold used)"
-    console.print(
-        f"threshold for 2D precision ≥ {choice['target']:g}: {choice['threshold']:g} — target {status}; "
-        f"CV precision {fmt(choice['precision'])} on {choice['feed']} feed images, "
-        f"{fmt(choice['coverage_2d'])} of 2D images reach the feed"
-    )
 
 
 @command()
@@ -178,7 +119,7 @@ def triage(
         raise typer.Exit(2)
     model = load_active(app_ctx)
     with progress_bar(len(list_images(folder)), "triage") as advance:
-        rows, failures = folders.triage(
+        rows, failures = labelled_folders.triage(
             model,
             app_ctx.extractor,
             folder,
@@ -188,7 +129,7 @@ def triage(
             on_progress=advance,
         )
     report_failures(failures)
-    report = folders.place(rows, folder, out, move=move)
+    report = labelled_folders.place(rows, folder, out, move=move)
     summary = Table(title=f"triage of {folder} with model v{model.version}")
     summary.add_column("verdict")
     summary.add_column("folder")
@@ -218,7 +159,7 @@ def eval_(
     """The active model on a labelled set: accuracy, review rate, feed precision and recall, risk–coverage."""
     app_ctx = ctx_of(ctx)
     model = load_active(app_ctx)
-    data = labelled_folders(app_ctx, neg_dir, pos_dir)
+    data = labelled_data(app_ctx, neg_dir, pos_dir)
     rule = model.rule
     p = model.p_2d(data.X)
     metrics = evaluate_metrics(data.y, p, rule).to_dict()
@@ -248,7 +189,7 @@ def features(
     for path in paths:
         files.extend(list_images(path) if path.is_dir() else [path])
     with progress_bar(len(files), "features") as advance:
-        got = folders.extract_folder_files(
+        got = labelled_folders.extract_folder_files(
             app_ctx.extractor,
             files,
             limits=app_ctx.limits,

@@ -55,7 +55,7 @@ def web(
     host: Annotated[Optional[str], typer.Option(help="address to bind (default NIJIFEED_WEB_HOST)")] = None,
     port: Annotated[Optional[int], typer.Option(min=0, max=65535, help="port (default NIJIFEED_WEB_PORT)")] = None,
 ) -> None:
-    """Serve the timeline page, /feed.atom, /feed.json, /healthz, /readyz and /metrics until Ctrl-C.
+    """Serve the timeline page, /feed.atom, /feed.json, /healthz, /readyz, /metrics and /report until Ctrl-C.
 
     The daemon (`nijifeed run`) serves the same pages itself; this runs them alone, e.g. beside a daemon on
     another machine sharing the data dir, or to look at the feed without polling."""

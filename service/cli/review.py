@@ -135,7 +135,7 @@ def review_undo(ctx: typer.Context) -> None:
 @command(review_app, "stats")
 def review_stats(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Open items, answers by kind and source, auto-resolved items, labels waiting for the next retrain."""
-    from service.pipeline.loop import new_labels
+    from service.pipeline.retrain import new_labels
 
     app_ctx = ctx_of(ctx)
     store = app_ctx.store
@@ -169,7 +169,7 @@ def review_export(
     ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="where to write the images")]
 ) -> None:
     """Write the queued images to FOLDER (ids in the file names) to sort into FOLDER/2d and FOLDER/not2d."""
-    from service.review.folders import export_queue
+    from service.review.exchange import export_queue
 
     app_ctx = ctx_of(ctx)
     result = export_queue(app_ctx.store, folder, cache_dir=app_ctx.settings.cache_dir,
@@ -186,7 +186,7 @@ def review_export(
 @command(review_app, "import")
 def review_import(ctx: typer.Context, folder: Annotated[Path, typer.Argument(help="a folder made by export")]) -> None:
     """Store the answers sorted into FOLDER/2d and FOLDER/not2d; unknown or changed files are reported, not used."""
-    from service.review.folders import import_answers
+    from service.review.exchange import import_answers
 
     result = import_answers(ctx_of(ctx).store, folder)
     console.print(

@@ -135,11 +135,11 @@ def make_extractor(settings: Settings) -> FeatureExtractor:
     from service.config import ConfigError
     from service.features.onnx import I2V_PRESET, OnnxExtractor, OnnxPreset, shipped_preset, shipped_preset_names
 
-    options = {"threads": settings.onnx_threads, "batch_size": settings.batch_size}
     if choice == "i2v":
         if settings.i2v_model is None:
             raise ConfigError("NIJIFEED_I2V_MODEL: extractor 'i2v' needs the path of the illust2vec ONNX file")
-        return OnnxExtractor(settings.i2v_model, I2V_PRESET, **options)
+        return OnnxExtractor(settings.i2v_model, I2V_PRESET, threads=settings.onnx_threads,
+                             batch_size=settings.batch_size)
     if settings.onnx_model is None or settings.onnx_preset is None:
         raise ConfigError("NIJIFEED_ONNX_MODEL and NIJIFEED_ONNX_PRESET: extractor 'onnx' needs both")
     preset_ref = str(settings.onnx_preset)
@@ -147,7 +147,7 @@ def make_extractor(settings: Settings) -> FeatureExtractor:
         preset = shipped_preset(preset_ref)
     else:
         preset = OnnxPreset.from_file(settings.onnx_preset)
-    return OnnxExtractor(settings.onnx_model, preset, **options)
+    return OnnxExtractor(settings.onnx_model, preset, threads=settings.onnx_threads, batch_size=settings.batch_size)
 
 
 __all__ = ["Extracted", "FeatureExtractor", "ImageError", "ImageLimits", "extract_files", "load_image", "make_extractor"]

@@ -65,7 +65,7 @@ def _prepare(image: Image.Image, size: int) -> np.ndarray:
 def _shares(values: np.ndarray, edges: Sequence[float]) -> list[float]:
     """Share of ``values`` in each bin delimited by ``edges`` (first bin open below, last open above)."""
     n = max(values.size, 1)
-    at_least = [n, *(np.count_nonzero(values >= e) for e in edges), 0]
+    at_least: list[int] = [n, *(int(np.count_nonzero(values >= e)) for e in edges), 0]
     return [float(a - b) / n for a, b in itertools.pairwise(at_least)]
 
 
@@ -230,11 +230,11 @@ def _edge_features(luma: np.ndarray, g: np.ndarray, chroma_grad: np.ndarray, fg:
     g2 = _gradients(_half(luma))[fg2] if fg2.any() else _gradients(_half(luma))
     strong = (g > 48) & fg
     moderate = (g > 12) & fg
-    edges_dark = float(np.count_nonzero(_min3(luma)[strong] < 70) / max(np.count_nonzero(strong), 1))
+    edges_dark = float(np.count_nonzero(_min3(luma)[strong] < 70) / max(int(np.count_nonzero(strong)), 1))
     return [
         *_shares(gf, (1.5, 4, 12, 32, 80)),
         *_shares(g2, (1.5, 4, 12, 32, 80)),
-        float(np.count_nonzero(strong) / max(np.count_nonzero(moderate), 1)),
+        float(np.count_nonzero(strong) / max(int(np.count_nonzero(moderate)), 1)),
         edges_dark,
         float(np.count_nonzero(chroma_grad[fg] > 24) / max(gf.size, 1)),
         float(np.log1p(gf.mean()) / 5) if gf.size else 0.0,
@@ -272,7 +272,7 @@ def _noise_features(luma: np.ndarray, g: np.ndarray, chroma: np.ndarray, fg: np.
         float(np.log1p(p90)),
         float(np.count_nonzero(r < 0.75) / r.size),
         float(np.log1p(_quantiles(np.abs(_laplacian(chroma))[smooth], (0.5,))[0])),
-        float(np.count_nonzero(smooth) / max(np.count_nonzero(fg), 1)),
+        float(np.count_nonzero(smooth) / max(int(np.count_nonzero(fg)), 1)),
     ]
 
 
@@ -332,7 +332,7 @@ def _silhouette_features(luma: np.ndarray, g: np.ndarray, background: np.ndarray
     p = np.pad(background, 1, mode="edge")
     touches = p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
     rim = fg & touches
-    n = max(np.count_nonzero(rim), 1)
+    n = max(int(np.count_nonzero(rim)), 1)
     return [
         float(n / np.sqrt(np.count_nonzero(fg)) / 8),
         float(np.count_nonzero(luma[rim] < 80) / n),
@@ -375,7 +375,7 @@ class _Geometry(NamedTuple):
     window: np.ndarray
     inside: np.ndarray  # flat indices of frequencies inside the banded range
     band: np.ndarray  # their band numbers
-    count: np.ndarray  # frequencies per band
+    band_sizes: np.ndarray  # frequencies per band
     axes: np.ndarray  # flat indices: mid band, within 10 degrees of the horizontal / vertical axes
     diagonals: np.ndarray  # mid band, within 10 degrees of the diagonals
     mid: np.ndarray  # mid band (0.05-0.35 cycles/pixel)
@@ -417,7 +417,7 @@ def _spectrum_features(luma: np.ndarray) -> list[float]:
     f = np.fft.rfft2((luma - luma.mean()) * geo.window)
     power = (f.real * f.real + f.imag * f.imag).astype(np.float64)
     total = np.bincount(geo.band, weights=power.ravel()[geo.inside], minlength=len(_SPECTRUM_EDGES) - 1)
-    count = geo.count
+    count = geo.band_sizes
     good = count > 0
     if good.sum() < 4 or total.sum() <= 0:
         return [0.0] * 8
@@ -548,9 +548,9 @@ def _opponent_features(planes: np.ndarray, luma: np.ndarray) -> list[float]:
         y, c1, c2 = _half(y), _half(c1), _half(c2)
     if min(luma.shape) < 6:  # cells too small to difference
         return out + [0.0] * 6
-    gl = _mean_abs_diff(_grid(luma)) + 1e-3
+    gl_cells = _mean_abs_diff(_grid(luma)) + 1e-3
     for c in (rg, yb):
-        v = np.log((_mean_abs_diff(_grid(c)) + 1e-3) / gl)
+        v = np.log((_mean_abs_diff(_grid(c)) + 1e-3) / gl_cells)
         out += [float(v.max()), float(v.min()), float(np.median(v))]
     return out
 

@@ -152,10 +152,8 @@ def _entry(key: Any, rows: list[Any]) -> FeedEntry:
     return entry
 
 
-def _original(row: Any) -> dict[str, Any]:
-    """A retweet's original as the source recorded it (text, author); empty when unknown."""
-    try:
-        original = json.loads(row["raw_json"] or "{}").get("original") or {}
-    except (ValueError, AttributeError):
-        return {}
-    return {k: original[k] for k in ("text", "author_name", "author_handle", "author_avatar") if original.get(k)}
+def _original(row: Any) -> dict[str, str]:
+    """A retweet's original as the source recorded it (text, author; the ``original_*`` columns), each field
+    only where known; empty when the source did not have the original."""
+    fields = ("text", "author_name", "author_handle", "author_avatar")
+    return {k: row[f"original_{k}"] for k in fields if row[f"original_{k}"]}

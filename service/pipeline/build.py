@@ -1,4 +1,9 @@
-"""Builds the parts of a cycle from Settings: the one place that knows which class serves which setting."""
+"""The parts of a cycle built from Settings (the source, the downloader, the cycle itself, the hot-reloaded active
+model), and the jobs the daemon runs with them (``CycleRunner``, ``ForwardRunner``, ``RetrainRunner``).
+
+Not the only factory: each part builds its own pieces (``features.make_extractor``, ``feed.forward.make_forwarders``,
+``web.create_app``), and ``pipeline.service.Service`` composes all of them into the running daemon.
+"""
 
 from __future__ import annotations
 
@@ -66,7 +71,7 @@ def make_source(settings: Settings, stop: threading.Event | None = None) -> Sour
 
         folder = Path(settings.source.removeprefix("folder:")).expanduser()
         return FolderSource(folder, recursive=settings.folder_recursive, settle=settings.folder_settle)
-    from service.sources.x import XSource
+    from service.sources.x_timeline import XSource
 
     return XSource.from_settings(settings, stop=stop)
 
@@ -147,6 +152,13 @@ class CycleRunner:
         self.stores = ThreadStores(settings.db_path)
         self._models: dict[int, ActiveModel] = {}
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, extractor: FeatureExtractor, *, stop: threading.Event | None = None
+    ) -> CycleRunner:
+        """Cycles on the configured source; ``stop`` also ends the source's backoff sleeps."""
+        return cls(settings, extractor, make_source(settings, stop))
+
     def store(self) -> Store:
         return self.stores.get()
 
@@ -182,6 +194,27 @@ class ForwardRunner:
         from service.feed.forward import deliver_due
 
         return deliver_due(self.settings, self.stores.get(), self.forwarders)
+
+    def close(self) -> None:
+        self.stores.close()
+
+
+class RetrainRunner:
+    """The daemon's retrain job: ``retrain.maybe_retrain`` on the job thread's own store, with the extractor the
+    cycles already hold (it trains only once ``NIJIFEED_RETRAIN_AFTER_LABELS`` new labels exist; 0: no job)."""
+
+    def __init__(self, settings: Settings, extractor: FeatureExtractor) -> None:
+        self.settings = settings
+        self.extractor = extractor
+        self.stores = ThreadStores(settings.db_path)
+
+    def __bool__(self) -> bool:
+        return self.settings.retrain_after_labels > 0
+
+    def __call__(self):
+        from service.pipeline.retrain import maybe_retrain
+
+        return maybe_retrain(self.settings, self.stores.get(), self.extractor)
 
     def close(self) -> None:
         self.stores.close()

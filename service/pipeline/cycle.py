@@ -168,7 +168,7 @@ class Cycle:
                 self.summary.reads += page.reads
                 self.summary.new_media += new
                 self.summary.errors.extend(page.errors)
-                self.summary.gap |= bool(getattr(page, "gap", False))
+                self.summary.gap |= bool(page.gap)
                 newest = newest or page.newest_id
                 if self.stop.is_set():
                     break

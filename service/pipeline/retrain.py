@@ -1,14 +1,17 @@
-"""The active-learning loop: people's answers train the next model, which sends fewer images to review.
+"""Retraining: people's answers (or labelled folders) train the next model, which sends fewer images to review.
 
-One turn of the loop: gather a training set (every current label in the store, plus the folders the first model
-was trained from, a person's answer winning over a folder's for the same picture), train as ``training.train``
-always does (grouped CV, threshold from the precision target), then publish: the model file is written, and in
-one transaction the version is registered, made active, and the images still waiting in the queue get the new
-model's verdicts; those it is now sure of leave the queue (``routed_by = 'auto'``). The running pipeline picks
-the new version up on its next batch (``pipeline.build.ActiveModel``).
+One turn of the active-learning loop: gather a training set (every current label in the store, plus the folders
+the first model was trained from, a person's answer winning over a folder's for the same picture), train as
+``training.train`` always does (grouped CV, threshold from the precision target), then publish: the model file is
+written, and in one transaction the version is registered, made active, and the images still waiting in the
+queue get the new model's verdicts; those it is now sure of leave the queue (``routed_by = 'auto'``). The running
+pipeline picks the new version up on its next batch (``pipeline.build.ActiveModel``).
 
-This module composes store, features and training (like ``pipeline.folders`` does for plain folders); the maths
-stays in ``training``, ``thresholds`` and ``uncertainty``.
+Training from labelled folders alone (`nijifeed train --from-folders`, the demo's starter model) is the same turn
+with another training set (``folder_training_set``): every new model goes through ``train_and_publish``.
+
+This module composes store, features and training (like ``pipeline.labelled_folders`` does for plain folders);
+the maths stays in ``training``, ``thresholds`` and ``uncertainty``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from service.classify.training import TrainingData, near_duplicate_groups, train
 from service.config import Settings
 from service.features import FeatureExtractor, ImageLimits
 from service.features.images import ImageError
-from service.pipeline.folders import extract_folder_files, labelled_paths
+from service.pipeline.labelled_folders import Progress, extract_folder_files, labelled_paths, load_labelled
 from service.media.cache import ImageCache
 from service.route import Routed, route_all
 from service.store import Store
@@ -246,26 +249,20 @@ def publish(store: Store, models_dir: Path, model: TrainedModel, rescored: list[
     return version, counts
 
 
-def rescore_queue(store: Store, model: TrainedModel, extractor: FeatureExtractor, settings: Settings) -> Counter:
-    """Apply an already active model (``train --from-folders``) to the waiting images."""
-    if model.version is None:
-        raise ValueError("the model must be registered before it re-scores the queue")
-    return store.apply_rescored(model.version, score_waiting(store, model, extractor, settings))
-
-
-def retrain(
+def train_and_publish(
     settings: Settings,
     store: Store,
     extractor: FeatureExtractor,
+    training: TrainingSet,
     *,
     kind: str | None = None,
     target_precision: float | None = None,
     threshold: float | None = None,
 ) -> RetrainResult:
-    """One turn of the loop (see the module docstring). Raises ``TrainingError`` when there is too little to learn
-    from (fewer than 4 images of a class)."""
+    """Train on ``training`` (grouped CV, threshold from the precision target unless fixed), score the waiting
+    images with the new model, and ``publish`` both at once. Raises ``TrainingError`` when there is too little to
+    learn from (fewer than 4 images of a class)."""
     previous = store.active_model()
-    training = training_set(store, extractor, settings)
     fixed = threshold if threshold is not None else settings.threshold
     model = train(
         training.data,
@@ -291,6 +288,58 @@ def retrain(
         queue_after=store.open_review_count(),
         rescored=counts,
     )
+
+
+def retrain(
+    settings: Settings,
+    store: Store,
+    extractor: FeatureExtractor,
+    *,
+    kind: str | None = None,
+    target_precision: float | None = None,
+    threshold: float | None = None,
+) -> RetrainResult:
+    """One turn of the loop (see the module docstring): store labels plus the first folders, trained and
+    published by ``train_and_publish``."""
+    return train_and_publish(settings, store, extractor, training_set(store, extractor, settings), kind=kind,
+                             target_precision=target_precision, threshold=threshold)
+
+
+def folder_training_set(
+    settings: Settings,
+    store: Store,
+    extractor: FeatureExtractor,
+    neg_dir: Path,
+    pos_dir: Path,
+    *,
+    on_progress: Progress | None = None,
+) -> TrainingSet:
+    """Two labelled folders (not 2D, 2D) as a training set; features are cached in the store by content hash, and
+    unreadable files are listed in ``unusable`` (``"<file>: <reason>"``). Raises ``InputError`` for a missing or
+    empty folder."""
+    labelled = load_labelled(extractor, neg_dir, pos_dir, limits=ImageLimits.from_settings(settings),
+                             batch_size=settings.batch_size, store=store, on_progress=on_progress)
+    return TrainingSet(labelled.data, from_folders=len(labelled.data.y), folders=(neg_dir, pos_dir),
+                       unusable=[f"{f.source}: {f.reason}" for f in labelled.failures])
+
+
+def train_from_folders(
+    settings: Settings,
+    store: Store,
+    extractor: FeatureExtractor,
+    neg_dir: Path,
+    pos_dir: Path,
+    *,
+    kind: str | None = None,
+    target_precision: float | None = None,
+    threshold: float | None = None,
+    on_progress: Progress | None = None,
+) -> RetrainResult:
+    """``folder_training_set`` then ``train_and_publish``: a new model from two labelled folders, activated with
+    its verdicts on the waiting images in one transaction."""
+    training = folder_training_set(settings, store, extractor, neg_dir, pos_dir, on_progress=on_progress)
+    return train_and_publish(settings, store, extractor, training, kind=kind, target_precision=target_precision,
+                             threshold=threshold)
 
 
 def cv_figures(row) -> dict | None:

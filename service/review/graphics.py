@@ -116,7 +116,7 @@ def sixel(image: Image.Image, colors: int = 64) -> str:
     paletted = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     pixels = np.asarray(paletted)
     height, width = pixels.shape
-    palette = np.array(paletted.getpalette()[: 3 * colors]).reshape(-1, 3)
+    palette = np.array((paletted.getpalette() or [])[: 3 * colors]).reshape(-1, 3)
     out = [f'{_ESC}Pq"1;1;{width};{height}']
     for index in np.unique(pixels):
         r, g, b = (round(int(c) * 100 / 255) for c in palette[index])

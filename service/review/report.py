@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from service.pipeline.loop import new_labels
+from service.pipeline.retrain import new_labels
 from service.store import Store
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from service.review import queue
 from service.review.queue import ReviewItem, label, undo
 from service.words import UNDO_DEPTH
 from service.store import Store
@@ -24,7 +25,8 @@ HELP = """\
   o            open the full image in the browser or viewer
   ?            this help
   q            quit (every answer is already stored)"""
-ANSWERS = {"a": "2d", "2": "2d", "x": "not2d", "n": "not2d"}
+#: The single keys that answer (the review page and `review label` accept the same words).
+ANSWERS = {key: label for key, label in queue.ANSWERS.items() if len(key) == 1}
 QUIT = {"q", "eof"}
 
 

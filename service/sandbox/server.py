@@ -47,7 +47,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from .model import (
+from .timeline_data import (
     EXPANSIONS,
     MEDIA_FIELDS,
     PLACE_FIELDS,

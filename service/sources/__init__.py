@@ -28,6 +28,20 @@ class MediaRef:
 
 
 @dataclass(frozen=True)
+class OriginalPost:
+    """The post a retweet or quote refers to, as the answer that carried the timeline entry described it."""
+
+    id: str
+    text: str
+    url: str
+    created_at: str | None = None
+    author_id: str | None = None
+    author_name: str | None = None
+    author_handle: str | None = None
+    author_avatar: str | None = None
+
+
+@dataclass(frozen=True)
 class Post:
     """A timeline entry, with the media it shows (its own, or those of the post it retweets or quotes)."""
 
@@ -43,6 +57,9 @@ class Post:
     #: "retweet" or "quote" when the media came from a referenced post, with that post's id.
     via: str | None = None
     via_id: str | None = None
+    #: The retweeted or quoted post, when the answer included it.
+    original: OriginalPost | None = None
+    #: The source's own record of the entry (the API's JSON for X), kept in the store for later backfills.
     raw: dict = field(default_factory=dict, compare=False)
 
 
@@ -52,6 +69,7 @@ class Page:
     newest_id: str | None  # the page's meta.newest_id
     reads: int  # posts billed for this page (result_count plus expanded referenced posts)
     errors: list[str] = field(default_factory=list)  # partial errors beside data: logged, data used
+    gap: str | None = None  # why posts may be missing before this page (the source could not read back that far)
 
 
 class SourceError(NijifeedError):

@@ -81,7 +81,9 @@ class StoreBase:
         """
         conn = self.conn
         if self._depth == 0:
-            begin, commit, rollback = ("BEGIN IMMEDIATE",), ("COMMIT",), ("ROLLBACK",)
+            begin: tuple[str, ...] = ("BEGIN IMMEDIATE",)
+            commit: tuple[str, ...] = ("COMMIT",)
+            rollback: tuple[str, ...] = ("ROLLBACK",)
         else:
             name = f"sp{self._depth}"
             begin, commit = (f"SAVEPOINT {name}",), (f"RELEASE {name}",)

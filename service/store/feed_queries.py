@@ -22,6 +22,14 @@ from .base import _IN_CHUNK, StoreBase
 #: The entry an individual timeline post belongs to (``p`` is the posts row).
 ENTRY_KEY = "(CASE WHEN p.via = 'retweet' AND p.via_id IS NOT NULL THEN p.via_id ELSE p.id END)"
 
+#: What an entry shows of a post: not ``raw_json``, which is kept for backfills and would only weigh on each row.
+_POST_COLUMNS = ", ".join(
+    f"p.{c}"
+    for c in ("id", "author_id", "author_name", "author_handle", "author_avatar", "text", "created_at", "url",
+              "fetched_at", "via", "via_id", "original_id", "original_text", "original_url", "original_created_at",
+              "original_author_id", "original_author_name", "original_author_handle", "original_author_avatar")
+)
+
 #: Every (post, image) pair; with ``_IN_FEED``, every (post, feed image) pair.
 _PAIRS = (
     "FROM posts p JOIN post_media pm ON pm.post_id = p.id JOIN media m ON m.id = pm.media_id"
@@ -72,7 +80,8 @@ class FeedQueries(StoreBase):
         for start in range(0, len(entry_ids), _IN_CHUNK):
             chunk = tuple(entry_ids[start : start + _IN_CHUNK])
             rows += self.conn.execute(
-                f"SELECT {ENTRY_KEY} AS entry_id, p.*, m.media_key, m.url AS media_url, m.preview_url, pm.position,"
+                f"SELECT {ENTRY_KEY} AS entry_id, {_POST_COLUMNS}, m.media_key, m.url AS media_url, m.preview_url,"
+                " pm.position,"
                 " i.sha256, i.width, i.height, i.bytes, i.routed_by, v.p_2d, v.model_version"
                 f" {_PAIRS} LEFT JOIN verdicts v ON v.id = i.verdict_id"
                 f" WHERE {_IN_FEED} AND {ENTRY_KEY} IN ({','.join('?' * len(chunk))})"

@@ -56,12 +56,18 @@ class JourneyQueries(StoreBase):
         now = _now()
         with self.transaction() as conn:
             for post in posts:
+                original = post.original
                 conn.execute(
                     "INSERT INTO posts (id, author_id, author_name, author_handle, author_avatar, text, created_at,"
-                    " url, raw_json, fetched_at, via, via_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " url, raw_json, fetched_at, via, via_id, original_id, original_text, original_url,"
+                    " original_created_at, original_author_id, original_author_name, original_author_handle,"
+                    " original_author_avatar) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (id) DO NOTHING",
                     (post.id, post.author_id, post.author_name, post.author_handle, post.author_avatar, post.text,
-                     post.created_at, post.url, json.dumps(post.raw), now, post.via, post.via_id),
+                     post.created_at, post.url, json.dumps(post.raw), now, post.via, post.via_id,
+                     *((original.id, original.text, original.url, original.created_at, original.author_id,
+                        original.author_name, original.author_handle, original.author_avatar)
+                       if original is not None else (None,) * 8)),
                 )
                 for position, ref in enumerate(post.media):
                     skipped = ref.kind in skip_kinds
@@ -166,9 +172,8 @@ class JourneyQueries(StoreBase):
 
     def start_poll(self, source: str) -> int:
         with self.transaction() as conn:
-            return int(conn.execute(
-                "INSERT INTO polls (source, started_at) VALUES (?, ?)", (source, _now())
-            ).lastrowid)
+            cursor = conn.execute("INSERT INTO polls (source, started_at) VALUES (?, ?)", (source, _now()))
+            return int(cursor.lastrowid or 0)
 
     def finish_poll(self, poll_id: int, summary: dict[str, Any]) -> None:
         with self.transaction() as conn:

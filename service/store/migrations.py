@@ -198,5 +198,31 @@ CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
 ALTER TABLE images ADD COLUMN last_served_at TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+_V4 = """
+-- The post a retweet or quote refers to (the source's OriginalPost), in columns: it used to travel only inside
+-- raw_json's "original" object, which versions 1 to 3 wrote and which is copied here so old databases keep their
+-- originals. raw_json stays the API's own answer, for later backfills.
+ALTER TABLE posts ADD COLUMN original_id            TEXT;
+ALTER TABLE posts ADD COLUMN original_text          TEXT;
+ALTER TABLE posts ADD COLUMN original_url           TEXT;
+ALTER TABLE posts ADD COLUMN original_created_at    TEXT;
+ALTER TABLE posts ADD COLUMN original_author_id     TEXT;
+ALTER TABLE posts ADD COLUMN original_author_name   TEXT;
+ALTER TABLE posts ADD COLUMN original_author_handle TEXT;
+ALTER TABLE posts ADD COLUMN original_author_avatar TEXT;
+
+-- json_extract fails on malformed JSON, so the CASE keeps it away from rows whose raw_json is not valid.
+UPDATE posts SET
+    original_id            = json_extract(raw_json, '$.original.id'),
+    original_text          = json_extract(raw_json, '$.original.text'),
+    original_url           = json_extract(raw_json, '$.original.url'),
+    original_created_at    = json_extract(raw_json, '$.original.created_at'),
+    original_author_id     = json_extract(raw_json, '$.original.author_id'),
+    original_author_name   = json_extract(raw_json, '$.original.author_name'),
+    original_author_handle = json_extract(raw_json, '$.original.author_handle'),
+    original_author_avatar = json_extract(raw_json, '$.original.author_avatar')
+WHERE CASE WHEN json_valid(raw_json) THEN json_type(raw_json, '$.original.id') IN ('text', 'integer') ELSE 0 END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 """Schema scripts, oldest first; index i holds schema version i + 1. Append only."""

@@ -1,4 +1,4 @@
-"""The web face: the 2D-only timeline page, Atom and JSON feeds, cached images, health and metrics.
+"""The web face: the 2D-only timeline page, Atom and JSON feeds, cached images, health, metrics and the report.
 
 ``create_app(settings)`` builds the Starlette app; ``serve_in_thread(settings)`` runs it beside the daemon;
 ``nijifeed web`` runs it alone. It only reads the store (and records when cached images were served).

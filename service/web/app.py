@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 
@@ -12,18 +12,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.config import Settings
-from service.web import health, images, pages
+from service.web import health, images, pages, report
 from service.web.security import SecurityHeaders, TokenGate, check_exposure, content_security_policy
 from service.web.state import WebState
 
 
-def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The ASGI app. Raises ``ConfigError`` when bound beyond loopback without ``web_token``.
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app with every route of the web face. Raises ``ConfigError`` when bound beyond loopback without
+    ``web_token``.
 
-    ``extra_routes`` are added after the built-in ones, behind the same token gate and headers (another face's
-    pages, such as a report). Their handlers reach the shared state as ``request.app.state.web`` (a ``WebState``:
-    ``.settings``, ``.store()`` (this thread's store connection), ``.cache``), and may render with
-    ``service.web.pages.templates``.
+    Handlers reach the shared state as ``request.app.state.web`` (a ``WebState``: ``.settings``, ``.store()``
+    (this thread's store connection), ``.cache``), and render with ``service.web.pages.templates``.
     """
     check_exposure(settings)
     state = WebState(settings)
@@ -44,8 +43,9 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         Route("/healthz", health.healthz, name="healthz"),
         Route("/readyz", health.readyz, name="readyz"),
         Route("/metrics", health.metrics, name="metrics"),
+        Route("/report", report.report, name="report"),
+        Route("/report.svg", report.report_plot, name="report_svg"),
         Mount("/static", StaticFiles(directory=str(files("service.web") / "static")), name="static"),
-        *extra_routes,
     ]
     middleware = [Middleware(SecurityHeaders, csp=content_security_policy(settings))]
     if settings.web_token is not None and settings.web_token.get_secret_value().strip():

@@ -90,7 +90,9 @@ def _escape(value: str) -> str:
 
 
 def _number(value: float | int | None) -> str:
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+    if value is None:
+        return "NaN"
+    if isinstance(value, int) or value.is_integer():
         return str(int(value))
     return repr(float(value))
 

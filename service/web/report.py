@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 
 from service.review.page import render_report_page, report_svg
 
@@ -18,5 +17,3 @@ async def report(request: Request) -> HTMLResponse:
 async def report_plot(request: Request) -> Response:
     return Response(report_svg(request.app.state.web.store()), media_type="image/svg+xml")
 
-
-routes = [Route("/report", report), Route("/report.svg", report_plot)]

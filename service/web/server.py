@@ -7,11 +7,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import uvicorn
-from starlette.routing import BaseRoute
 
 from service.config import Settings
 from service.web.app import create_app
@@ -31,13 +29,11 @@ class WebServer:
         self.thread.join(timeout)
 
 
-def serve_in_thread(
-    settings: Settings, *, port: int | None = None, extra_routes: Sequence[BaseRoute] = ()
-) -> WebServer:
+def serve_in_thread(settings: Settings, *, port: int | None = None) -> WebServer:
     """Start the web face on ``settings.web_host``:``web_port`` (or ``port``; 0 picks a free one) in a daemon
     thread and return once it accepts connections. Raises ``ConfigError`` (exposed without a token) or
     ``OSError`` (cannot bind)."""
-    server, sock = _server(settings, port, extra_routes)
+    server, sock = _server(settings, port)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="nijifeed-web", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -52,14 +48,14 @@ def serve_in_thread(
 
 def serve_forever(settings: Settings, *, on_start=None) -> None:
     """Serve in this thread until SIGINT/SIGTERM (uvicorn handles them). ``on_start(url)`` is told the URL."""
-    server, sock = _server(settings, None, ())
+    server, sock = _server(settings, None)
     if on_start is not None:
         on_start(_url(sock))
     server.run(sockets=[sock])
 
 
-def _server(settings: Settings, port: int | None, extra_routes: Sequence[BaseRoute]) -> tuple[uvicorn.Server, socket.socket]:
-    app = create_app(settings, extra_routes=extra_routes)  # refuses an exposed bind before anything listens
+def _server(settings: Settings, port: int | None) -> tuple[uvicorn.Server, socket.socket]:
+    app = create_app(settings)  # refuses an exposed bind before anything listens
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3,
                             server_header=False)
     return uvicorn.Server(config), _bind(settings.web_host, settings.web_port if port is None else port)

@@ -58,13 +58,13 @@ def make_forwarders(settings: Settings) -> list[Forwarder]:
     forwarders: list[Forwarder] = []
     if settings.forward_x_repost or settings.forward_x_bookmark:
         from service.feed.forward.x import XForwarder
-        from service.sources.x import XSource
+        from service.sources.x_client import XClient
 
-        source = XSource.from_settings(settings)
+        client = XClient.from_settings(settings)  # one client: the user id is resolved once for both
         if settings.forward_x_repost:
-            forwarders.append(XForwarder(source, "repost"))
+            forwarders.append(XForwarder(client, "repost"))
         if settings.forward_x_bookmark:
-            forwarders.append(XForwarder(source, "bookmark"))
+            forwarders.append(XForwarder(client, "bookmark"))
     if settings.forward_webhook_url is not None:
         from service.feed.forward.webhook import WebhookForwarder
 
