@@ -136,6 +136,28 @@ def test_without_a_model_images_wait_and_are_routed_after_training(
     assert_routed_exactly_once(conn)
 
 
+def test_an_unrouted_image_whose_local_copy_is_gone_is_downloaded_again(
+    samples, sandbox, cli, monkeypatch, tmp_path, no_proxy
+):
+    """Issue 9: a waiting image whose cached file disappeared was failed for good ("local copy missing")."""
+    data_dir = tmp_path / "fresh"
+    monkeypatch.setenv("NIJIFEED_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
+    use(monkeypatch, sandbox)
+    cli("poll")  # no model yet: everything is downloaded and waits
+    conn = db(data_dir)
+    waiting = conn.execute("SELECT count(*) FROM media WHERE status = 'downloaded'").fetchone()[0]
+    assert waiting > 0
+    shutil.rmtree(data_dir / "cache" / "images")
+    cli("train", "--from-folders", samples / "train/not2d", samples / "train/2d", "--model", "lr")
+    cli("poll")
+    assert conn.execute("SELECT count(*) FROM media WHERE status = 'failed'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM media WHERE status IN ('downloaded', 'pending')").fetchone()[0] == 0
+    assert_routed_exactly_once(conn)
+    assert all((data_dir / "cache" / "images" / sha[:2] / sha).is_file()
+               for (sha,) in conn.execute("SELECT sha256 FROM images WHERE route IS NOT NULL"))
+
+
 def test_audit_share_goes_to_review_marked_as_audit(service_env, sandbox, cli, monkeypatch):
     use(monkeypatch, sandbox)
     monkeypatch.setenv("NIJIFEED_AUDIT_RATE", "1.0")

@@ -185,7 +185,8 @@ class Cycle:
     # --- download → decode → extract → classify → route -----------------------------------------------------------
 
     def classify_leftovers(self) -> None:
-        """Images downloaded by an earlier cycle that died before routing them: classify from the local copy."""
+        """Images downloaded by an earlier cycle that died before routing them: classify from the local copy, or
+        download them again when it is gone (this runs before the download stage, which then picks them up)."""
         rows = self.store.unrouted_images()
         if not rows or self.model() is None:
             self.summary.waiting_for_model += len(rows)
@@ -193,9 +194,12 @@ class Cycle:
         ready = []
         for row in rows:
             data = self.cache.get(row.sha256)
+            if data is None:  # the file went (a wiped cache, a restore): fetch it again rather than lose the post
+                self.summary.retry_later += self.store.download_again(
+                    row.id, "local copy missing", max_attempts=self.max_attempts
+                )
+                continue
             try:
-                if data is None:
-                    raise ImageError(row.sha256, "local copy missing")
                 image = load_image(data, limits=self.limits, draft_size=self.extractor.working_size)
             except ImageError as exc:
                 self.store.image_failed(row.id, exc.reason)

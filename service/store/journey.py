@@ -136,6 +136,22 @@ class JourneyQueries(StoreBase):
         )
         return [UnroutedImage(int(r[0]), r[1]) for r in rows]
 
+    def download_again(self, image_id: int, reason: str, *, max_attempts: int) -> int:
+        """An unrouted image whose local copy is gone: its media go back to pending, to be fetched again from their
+        URLs, unless they have used up ``max_attempts`` (then they fail with ``reason``). Returns how many will be
+        fetched again."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE media SET status = 'failed', reason = ?, updated_at = ?"
+                " WHERE image_id = ? AND status = 'downloaded' AND attempts >= ?",
+                (f"{reason}, after {max_attempts} downloads", _now(), image_id, max_attempts),
+            )
+            return conn.execute(
+                "UPDATE media SET status = 'pending', reason = ?, updated_at = ?"
+                " WHERE image_id = ? AND status = 'downloaded'",
+                (reason, _now(), image_id),
+            ).rowcount
+
     def image_failed(self, image_id: int, reason: str) -> None:
         """An image that cannot be classified (its cached copy unreadable): its media are failed with the reason."""
         with self.transaction() as conn:
