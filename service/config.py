@@ -7,9 +7,6 @@ the environment itself, so tests can build any configuration they need.
 
 from __future__ import annotations
 
-from service.errors import NijifeedError
-from service.words import ScoreKind
-
 import os
 import re
 from pathlib import Path
@@ -18,6 +15,9 @@ from typing import Any, Literal
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from service.errors import NijifeedError
+from service.words import ScoreKind
 
 ExtractorName = Literal["auto", "builtin", "i2v", "onnx"]
 
@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     extractor: ExtractorName = Field("auto", description="auto: i2v when i2v_model is set, else builtin.")
     i2v_model: Path | None = Field(None, description="Path to the illust2vec_ver200 ONNX file.")
     onnx_model: Path | None = Field(None, description="Path to another ONNX image model (extractor=onnx).")
-    onnx_preset: Path | None = Field(None, description="A shipped preset name (i2v, wd14, ...) or a TOML/JSON file describing the model.")
+    onnx_preset: Path | None = Field(
+        None, description="A shipped preset name (i2v, wd14, ...) or a TOML/JSON file describing the model."
+    )
     onnx_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 lets onnxruntime choose.")
     batch_size: int = Field(16, ge=1, le=1024)
 

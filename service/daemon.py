@@ -8,22 +8,21 @@ polling (downloads and classification of what is already stored go on) instead o
 
 from __future__ import annotations
 
-from service.errors import NijifeedError
-
 import fcntl
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
-from typing import Iterator
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from service.errors import NijifeedError
 from service.pipeline.cycle import CycleSummary
 from service.sources import SourceError
 
@@ -42,7 +41,7 @@ def single_instance(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` for the daemon's life; a second daemon on the same data dir
     fails at once. The kernel drops the lock when the process dies, even by SIGKILL, so no stale lock remains."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_path, "a+")
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the daemon's life, closed below
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -146,6 +145,6 @@ class Daemon:
 
 
 def _now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

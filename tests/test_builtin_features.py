@@ -50,7 +50,8 @@ def extractor() -> BuiltinExtractor:
 def feats(extractor):
     rows = extractor.extract([cartoon(), photo(), line_art()])
     names = extractor.feature_names
-    return {kind: dict(zip(names, row)) for kind, row in zip(("cartoon", "photo", "line"), rows)}
+    kinds = ("cartoon", "photo", "line")
+    return {kind: dict(zip(names, row, strict=True)) for kind, row in zip(kinds, rows, strict=True)}
 
 
 def test_contract(extractor):
@@ -158,7 +159,7 @@ def test_version_and_v1_prefix(extractor):
 
 
 def test_natural_spectrum_slope_is_near_minus_two(extractor):
-    row = dict(zip(extractor.feature_names, extractor.extract([pink_noise()])[0]))
+    row = dict(zip(extractor.feature_names, extractor.extract([pink_noise()])[0], strict=True))
     assert -2.6 < 4 * row["spectrum_slope"] < -1.4
     assert abs(row["spectrum_anisotropy"]) < 0.5
 
@@ -166,7 +167,7 @@ def test_natural_spectrum_slope_is_near_minus_two(extractor):
 def test_stripes_are_anisotropic(extractor):
     stripes = np.zeros((128, 128, 3), np.uint8)
     stripes[:, ::8] = 255
-    row = dict(zip(extractor.feature_names, extractor.extract([Image.fromarray(stripes, "RGB")])[0]))
+    row = dict(zip(extractor.feature_names, extractor.extract([Image.fromarray(stripes, "RGB")])[0], strict=True))
     assert row["spectrum_anisotropy"] > 2.0
 
 

@@ -68,7 +68,8 @@ def test_triage_move_and_unreadable_files(trained, samples, tmp_path, cli):
     assert "broken.jpg" in result.output and "empty file" in result.output
     remaining = sorted(p.name for p in folder.iterdir())
     assert remaining == ["broken.jpg", "empty.png"]  # everything readable moved, the rest left where it was
-    rows = list(csv.DictReader(open(out / "report.csv")))
+    with open(out / "report.csv") as handle:
+        rows = list(csv.DictReader(handle))
     assert len(rows) == len(list((samples / "inbox").glob("*.jpg")))
 
 

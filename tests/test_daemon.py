@@ -137,10 +137,8 @@ def test_sigterm_stops_within_seconds_and_a_second_daemon_is_refused(trained, no
 
 def test_lock_is_exclusive_and_released(tmp_path):
     lock = tmp_path / "daemon.lock"
-    with single_instance(lock):
-        with pytest.raises(AlreadyRunning, match=str(os.getpid())):
-            with single_instance(lock):
-                pass
+    with single_instance(lock), pytest.raises(AlreadyRunning, match=str(os.getpid())), single_instance(lock):
+        pass
     with single_instance(lock):  # released on exit
         pass
 

@@ -4,7 +4,7 @@ first, only feed images with their figures; paging; the `feed` command's --limit
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -126,7 +126,7 @@ def test_feed_command_limit_and_since(polled, cli):
 
 
 def test_since_accepts_iso_times_and_durations():
-    now = datetime(2026, 5, 9, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 5, 9, 12, 0, tzinfo=UTC)
     assert parse_since("2026-05-09") == "2026-05-09T00:00:00.000"
     assert parse_since("2026-05-09T07:30+02:00") == "2026-05-09T05:30:00.000"
     assert parse_since("2026-05-09T07:30:00.250Z") == "2026-05-09T07:30:00.250"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -18,7 +18,7 @@ from service.feed.forward.outbox import LEASE
 from service.sources import SourceError
 from service.store import Store
 
-T0 = datetime(2000, 1, 1, tzinfo=timezone.utc)  # "the forwarder was switched on before the poll"
+T0 = datetime(2000, 1, 1, tzinfo=UTC)  # "the forwarder was switched on before the poll"
 
 
 class Receiver:
@@ -109,7 +109,7 @@ def test_only_entries_new_to_the_feed_after_switching_on_are_forwarded(polled):
         config = settings(forward_webhook_url=receiver.url)
         assert deliver_due(config, store).enqueued == 0  # already in the feed when switched on
         row = store.conn.execute("SELECT id FROM images WHERE route = 'review' LIMIT 1").fetchone()
-        later = datetime.now(timezone.utc) + timedelta(seconds=1)
+        later = datetime.now(UTC) + timedelta(seconds=1)
         with store.transaction() as conn:  # a person labels an image 2D: its post enters the feed
             conn.execute("UPDATE images SET route = 'feed', routed_by = 'label', routed_at = ? WHERE id = ?",
                          (later.isoformat(timespec="milliseconds"), row["id"]))

@@ -98,7 +98,8 @@ def test_a_route_is_written_in_one_place():
     """Only the store's ``_set_route`` writes ``images.route`` or mirrors it onto media statuses."""
     writers = {
         name for name, text in _sources().items()
-        if re.search(r"UPDATE images SET (?:(?!WHERE)[^\"])*\broute\b", text) or re.search(r"UPDATE media SET status = \?[^\"]*image_id", text)
+        if re.search(r"UPDATE images SET (?:(?!WHERE)[^\"])*\broute\b", text)
+        or re.search(r"UPDATE media SET status = \?[^\"]*image_id", text)
     }
     assert writers == {"store/base.py"}
 

@@ -1,4 +1,4 @@
-"""Safe decoding: every colour mode to RGB by one rule, orientation applied, and each bad input refused with a reason."""
+"""Safe decoding: every colour mode to RGB by one rule, orientation applied, each bad input refused with a reason."""
 
 import io
 
@@ -76,7 +76,11 @@ def test_oversized_file_is_refused_before_reading(tmp_path):
 
 @pytest.mark.parametrize(
     ("data", "reason"),
-    [(b"", "empty file"), (b"hello, not an image", "not an image"), (encode(Image.new("RGB", (64, 64)), "JPEG")[:200], "corrupt")],
+    [
+        (b"", "empty file"),
+        (b"hello, not an image", "not an image"),
+        (encode(Image.new("RGB", (64, 64)), "JPEG")[:200], "corrupt"),
+    ],
     ids=["empty", "text", "truncated"],
 )
 def test_bad_bytes_give_a_reason(data, reason):
@@ -121,7 +125,7 @@ def test_concurrent_decodes_with_different_limits_each_get_their_own():
     for thread in threads:
         thread.join()
     assert wrong == []
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
 
 
 def test_decode_reports_the_declared_size_of_a_draft_decoded_jpeg():

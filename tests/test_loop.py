@@ -9,14 +9,13 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 from pipelinekit import use
 
-from service.pipeline.retrain import LABELS_SOURCE, Example, folders_of, group_ids, maybe_retrain, merge, retrain
 from service.classify.registry import load_model
 from service.config import load_settings
 from service.features.builtin import BuiltinExtractor
 from service.pipeline.build import CycleRunner, make_source
+from service.pipeline.retrain import LABELS_SOURCE, Example, folders_of, group_ids, maybe_retrain, merge, retrain
 from service.review import label, open_items
 from service.sandbox import Sandbox
 from service.store import Store

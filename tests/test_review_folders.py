@@ -17,7 +17,7 @@ def test_export_then_import_round_trips_through_the_cli(world, tmp_path, cli):
     files = sorted(p for p in out.iterdir() if p.is_file() and p.suffix == ".png")
     assert len(files) == 6 and (out / "README.txt").is_file() and (out / "2d").is_dir() and (out / "not2d").is_dir()
     ids = {parse_name(p.name)[0]: p for p in files}
-    assert set(ids) == {i for i, (v, _, audit) in zip(world.images, PLAN) if v == "uncertain" or audit}
+    assert set(ids) == {i for i, (v, _, audit) in zip(world.images, PLAN, strict=True) if v == "uncertain" or audit}
     assert all(p.read_bytes() == world.data[i] for i, p in ids.items())  # the very bytes: changes are detectable
 
     a, b, c = world.images[0], world.images[1], world.images[3]

@@ -9,12 +9,6 @@ import time
 
 import pytest
 import requests
-
-from service.sandbox import Sandbox, snowflake
-from service.sources import SourceError
-from service.sources.x_client import XClient
-from service.sources.x_timeline import XSource, snowflake_ms
-
 from xsandbox import (
     ACCESS_TOKEN,
     ACCESS_TOKEN_SECRET,
@@ -29,6 +23,11 @@ from xsandbox import (
     make_source,
     timeline_requests,
 )
+
+from service.sandbox import Sandbox, snowflake
+from service.sources import SourceError
+from service.sources.x_client import XClient
+from service.sources.x_timeline import XSource, snowflake_ms
 
 
 def test_user_id_resolved_once(sandbox):
@@ -193,9 +192,8 @@ def test_partial_errors_are_recorded_and_data_used(sandbox, caplog):
 def test_unauthorized_is_fatal_and_keeps_secrets(sandbox, caplog, mode):
     source = make_source(sandbox, mode=mode)
     sandbox.inject("401")
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(SourceError) as caught:
-            collect(source)
+    with caplog.at_level(logging.DEBUG), pytest.raises(SourceError) as caught:
+        collect(source)
     error = caught.value
     assert error.fatal and "401" in str(error) and "regenerat" in str(error)
     assert len(sandbox.requests) == 1  # no retry, no hot loop

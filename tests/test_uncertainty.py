@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from service.classify.uncertainty import (
-    decide,
     Rule,
+    decide,
     entropy,
     is_uncertain,
     least_confident,
@@ -34,7 +34,8 @@ def test_entropy_is_normalised_to_one_for_uniform():
 
 
 def test_all_kinds_rank_two_class_rows_the_same_way():
-    orders = {kind: list(np.argsort(-uncertainty(PROBS, kind), kind="stable")) for kind in ("margin", "least_confident", "entropy")}
+    kinds = ("margin", "least_confident", "entropy")
+    orders = {kind: list(np.argsort(-uncertainty(PROBS, kind), kind="stable")) for kind in kinds}
     assert orders["margin"] == orders["least_confident"] == orders["entropy"] == [0, 3, 2, 1, 4]
     assert uncertainty(PROBS, "margin")[0] == pytest.approx(1.0)
 

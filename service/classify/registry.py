@@ -7,8 +7,6 @@ Loading a model next to a different feature extractor fails loudly: its numbers 
 
 from __future__ import annotations
 
-from service.errors import NijifeedError
-
 import pickle
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ import numpy as np
 import sklearn
 
 from service.classify.uncertainty import CLASSES, Decisions, Rule, decide
+from service.errors import NijifeedError
 from service.files import write_atomic
 
 
@@ -92,7 +91,7 @@ def dataset_hash(sha256s: list[str], labels: np.ndarray) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for sha, label in sorted(zip(sha256s, (int(v) for v in labels))):
+    for sha, label in sorted(zip(sha256s, (int(v) for v in labels), strict=True)):
         digest.update(f"{sha}:{label}\n".encode())
     return digest.hexdigest()
 

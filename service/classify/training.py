@@ -6,8 +6,6 @@ never saw it nor any of its near-duplicates. Only then is the final model fitted
 
 from __future__ import annotations
 
-from service.errors import TrainingError
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +17,7 @@ from service.classify.models import build_model
 from service.classify.registry import ModelMeta, TrainedModel, dataset_hash
 from service.classify.thresholds import choose_threshold
 from service.classify.uncertainty import Rule, ScoreKind, threshold_from_margin
+from service.errors import TrainingError
 
 
 def near_duplicate_groups(dhashes: Sequence[int], max_distance: int = 6) -> np.ndarray:
@@ -82,7 +81,9 @@ class TrainingData:
 def check_trainable(y: np.ndarray) -> None:
     counts = np.bincount(np.asarray(y, dtype=int), minlength=2)
     if counts.min() < 4:
-        raise TrainingError(f"need at least 4 images of each class to train; have {counts[1]} 2D and {counts[0]} not-2D")
+        raise TrainingError(
+            f"need at least 4 images of each class to train; have {counts[1]} 2D and {counts[0]} not-2D"
+        )
 
 
 def train(
@@ -100,14 +101,15 @@ def train(
     """Fit ``kind`` on ``data``; the 2D threshold comes from ``target_precision`` unless ``fixed_threshold``."""
     check_trainable(data.y)
     p_oof = out_of_fold(data.X, data.y, data.groups, kind, folds=folds, seed=seed)
-    default = Rule(score_kind, fixed_threshold if fixed_threshold is not None else threshold_from_margin(0.3, score_kind))
+    published = threshold_from_margin(0.3, score_kind)
+    default = Rule(score_kind, fixed_threshold if fixed_threshold is not None else published)
     choice = choose_threshold(data.y, p_oof, target=target_precision, kind=score_kind)
     if fixed_threshold is None:
         # The 2D side gets the threshold that meets the precision target; the not-2D side keeps the default,
         # never stricter than it needs to be (a tighter 2D threshold must not send more not-2D to review).
         # The chosen value is noisy on a small training set, so it may only tighten the measured floor.
-        rule = Rule(score_kind, _tighter(choice.threshold, threshold_from_margin(min_margin_2d, score_kind), score_kind),
-                    threshold_not2d=threshold_from_margin(0.3, score_kind))
+        floor = threshold_from_margin(min_margin_2d, score_kind)
+        rule = Rule(score_kind, _tighter(choice.threshold, floor, score_kind), threshold_not2d=published)
     else:
         rule = default
     splits = grouped_splits(data.y, data.groups, 3, seed)

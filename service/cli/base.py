@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from service.errors import NijifeedError
-
 import functools
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,11 +16,12 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from service.classify.registry import ModelError, TrainedModel
+from service.classify.registry import TrainedModel
 from service.config import ConfigError, Settings, load_settings
+from service.errors import NijifeedError
 from service.features import FeatureExtractor, ImageLimits, make_extractor
 from service.features.images import ImageError
-from service.store import Store, StoreError
+from service.store import Store
 
 if TYPE_CHECKING:
     from service.pipeline.retrain import RetrainResult

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from service.errors import InputError
-
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -31,10 +29,10 @@ from service.cli.base import (
     report_failures,
     train_on_folders,
 )
+from service.errors import InputError
 from service.features.images import list_images
 from service.pipeline import labelled_folders
 from service.route import FOLDER_OF_VERDICT
-
 
 # --- train / triage / eval / features --------------------------------------------------------------------------
 

@@ -140,7 +140,7 @@ def review_stats(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
     app_ctx = ctx_of(ctx)
     store = app_ctx.store
     counts = store.review_counts()
-    payload = {name: dict(counter) for name, counter in counts.items()}
+    payload: dict[str, object] = {name: dict(counter) for name, counter in counts.items()}
     payload["open_total"] = sum(counts["open"].values())
     payload["undoable"] = len(store.undo_journal())
     payload["new_labels_since_model"] = new_labels(store)

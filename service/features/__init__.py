@@ -7,8 +7,8 @@ published illust2vec network, or any model described by an ``OnnxPreset``). Ever
 
 from __future__ import annotations
 
-import logging
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +77,10 @@ def extract_files(
         decoded = _decode_batch(batch, limits, extractor.working_size, out.failures)
         cached = cache.get_many([sha for _, sha, _ in decoded], extractor.name) if cache else {}
         todo = [(path, sha, image) for path, sha, image in decoded if sha not in cached]
-        fresh = dict(zip([sha for _, sha, _ in todo], extractor.extract([im for *_, im in todo]))) if todo else {}
+        fresh = {}
+        if todo:
+            vectors = extractor.extract([im for *_, im in todo])
+            fresh = dict(zip([sha for _, sha, _ in todo], vectors, strict=True))
         for path, sha, image in decoded:
             vector = cached.get(sha)
             if vector is None:
@@ -150,4 +153,6 @@ def make_extractor(settings: Settings) -> FeatureExtractor:
     return OnnxExtractor(settings.onnx_model, preset, threads=settings.onnx_threads, batch_size=settings.batch_size)
 
 
-__all__ = ["Extracted", "FeatureExtractor", "ImageError", "ImageLimits", "extract_files", "load_image", "make_extractor"]
+__all__ = [
+    "Extracted", "FeatureExtractor", "ImageError", "ImageLimits", "extract_files", "load_image", "make_extractor",
+]

@@ -10,8 +10,6 @@ Only ``onnxruntime`` is needed here; the ``onnx`` package is a test dependency.
 
 from __future__ import annotations
 
-from service.errors import NijifeedError
-
 import json
 import logging
 import math
@@ -25,6 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
+
+from service.errors import NijifeedError
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,8 @@ def _shape_matches(actual: Sequence[int | str | None], expected: Sequence[int | 
     """Same rank, and every static dim equal; dynamic dims (None or a symbol) on either side always match."""
     if len(actual) != len(expected):
         return False
-    return all(not isinstance(a, int) or not isinstance(e, int) or a == e for a, e in zip(actual, expected))
+    pairs = zip(actual, expected, strict=True)
+    return all(not isinstance(a, int) or not isinstance(e, int) or a == e for a, e in pairs)
 
 
 def _mismatch(source: str, preset: OnnxPreset, expected: str, kind: str, arg: Any, available: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from service.feed.entries import FeedEntry
@@ -25,7 +25,7 @@ def render_atom(entries: Sequence[FeedEntry], meta: FeedMeta, attach: Attach) ->
     _text(feed, "id", f"urn:nijifeed:feed:{quote(meta.home_url, safe='')}")
     _text(feed, "title", meta.title)
     updated = max((rfc3339(e.created_at) or "" for e in entries), default="")
-    _text(feed, "updated", updated or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    _text(feed, "updated", updated or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     _link(feed, "self", meta.feed_url, "application/atom+xml")
     _link(feed, "alternate", meta.home_url, "text/html")
     if meta.next_url:

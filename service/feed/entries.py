@@ -7,8 +7,6 @@ original, or two accounts retweeting it, give one entry. Only images routed to t
 
 from __future__ import annotations
 
-from service.errors import InputError
-
 import base64
 import binascii
 import json
@@ -17,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from service.errors import InputError
 from service.store import Store
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 
 from markupsafe import Markup, escape
 
@@ -67,7 +67,7 @@ def rfc3339(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        return parse_time(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return parse_time(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
         return None
 

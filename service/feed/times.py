@@ -7,10 +7,10 @@ The store keeps ISO 8601 UTC text that sorts as text (``2026-05-09T07:35:25.123+
 
 from __future__ import annotations
 
-from service.errors import InputError
-
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+
+from service.errors import InputError
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*(?:ago)?\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -23,7 +23,7 @@ def parse_time(value: str) -> datetime:
     except ValueError:
         raise InputError(f"not a time: {value!r} (expected ISO 8601 such as 2026-05-09 or 2026-05-09T07:30Z, or a "
                          "duration such as 30m, 6h, 2d, 1w)") from None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def parse_since(value: str, *, now: datetime | None = None) -> str:
@@ -31,19 +31,19 @@ def parse_since(value: str, *, now: datetime | None = None) -> str:
     match = _RELATIVE.match(value)
     if match:
         amount, unit = int(match.group(1)), match.group(2).lower()
-        moment = (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[unit]: amount})
+        moment = (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
     else:
         moment = parse_time(value)
     return bound(moment)
 
 
 def bound(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 def iso(moment: datetime) -> str:
     """The store's format (``db.utc_now``) for any moment."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def relative(value: str | None, *, now: datetime | None = None) -> str:
@@ -54,7 +54,7 @@ def relative(value: str | None, *, now: datetime | None = None) -> str:
         moment = parse_time(value)
     except ValueError:
         return value
-    seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
     if seconds < 60:
         return "now"
     if seconds < 3600:

@@ -29,6 +29,7 @@ from service.media.download import (
     variant_url,
 )
 
+
 class MediaUrls(Protocol):
     """What ``media_url`` reads: a source's ``MediaRef``, or the store's row of a media waiting for download."""
 

@@ -368,7 +368,7 @@ class Downloader:
                     await queue.put(await self.fetch(media_key, url))
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # a bug, or the caller's iterable failing: hand it to the caller
+            except BaseException as exc:  # noqa: BLE001 - a bug or the caller's iterable failing: hand it over
                 await queue.put(exc)
                 return
             await queue.put(None)  # not in a finally: a cancelled worker must not block on a full queue

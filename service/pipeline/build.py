@@ -164,7 +164,9 @@ class CycleRunner:
 
     def __call__(self, stop: threading.Event, fetch: bool = True):
         store = self.store()
-        model = self._models.setdefault(threading.get_ident(), ActiveModel(store, self.extractor, self.settings.threshold))
+        model = self._models.setdefault(
+            threading.get_ident(), ActiveModel(store, self.extractor, self.settings.threshold)
+        )
         cycle = make_cycle(self.settings, store, source=self.source, extractor=self.extractor, model=model, stop=stop)
         try:
             return cycle.run(fetch=fetch)

@@ -14,8 +14,8 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import aclosing
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,8 +27,8 @@ from service.features import FeatureExtractor, ImageLimits
 from service.features.images import ImageError, decode_image, load_image
 from service.media import Download, media_url
 from service.media.cache import ImageCache
-from service.sources import Source, SourceError
 from service.route import route_all
+from service.sources import Source, SourceError
 from service.store import Store
 from service.store.journey import PendingMedia
 

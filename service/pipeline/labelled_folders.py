@@ -5,8 +5,6 @@ This module only composes parts: features extracts, the store caches vectors by 
 
 from __future__ import annotations
 
-from service.errors import InputError
-
 import csv
 import shutil
 from collections.abc import Callable, Sequence
@@ -17,6 +15,7 @@ import numpy as np
 
 from service.classify.registry import TrainedModel
 from service.classify.training import TrainingData, near_duplicate_groups
+from service.errors import InputError
 from service.features import Extracted, FeatureExtractor, ImageLimits, extract_files
 from service.features.images import ImageError, list_images
 from service.route import FOLDER_OF_VERDICT
@@ -91,7 +90,7 @@ def load_labelled(
 ) -> LabelledSet:
     """Features and labels for two folders; near-duplicates grouped so cross-validation stays honest."""
     paths, labels = labelled_paths(neg_dir, pos_dir)
-    label_of = dict(zip(paths, labels))
+    label_of = dict(zip(paths, labels, strict=True))
     got = extract_folder_files(
         extractor, paths, limits=limits, batch_size=batch_size, store=store, on_progress=on_progress
     )

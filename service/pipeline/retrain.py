@@ -16,8 +16,6 @@ the maths stays in ``training``, ``thresholds`` and ``uncertainty``.
 
 from __future__ import annotations
 
-from service.errors import InputError, TrainingError
-
 import json
 import logging
 from collections import Counter
@@ -30,10 +28,11 @@ import numpy as np
 from service.classify.registry import ModelError, TrainedModel, load_model, save_model
 from service.classify.training import TrainingData, near_duplicate_groups, train
 from service.config import Settings
+from service.errors import InputError, TrainingError
 from service.features import FeatureExtractor, ImageLimits
 from service.features.images import ImageError
-from service.pipeline.labelled_folders import Progress, extract_folder_files, labelled_paths, load_labelled
 from service.media.cache import ImageCache
+from service.pipeline.labelled_folders import Progress, extract_folder_files, labelled_paths, load_labelled
 from service.route import Routed, route_all
 from service.store import Store
 
@@ -149,11 +148,11 @@ def folder_examples(
 ) -> tuple[list[Example], list[ImageError]]:
     """The labelled folders' images (features cached in the store by content hash, so usually not recomputed)."""
     paths, labels = labelled_paths(*folders)
-    label_of = dict(zip(paths, labels))
+    label_of = dict(zip(paths, labels, strict=True))
     got = extract_folder_files(extractor, paths, limits=limits, batch_size=batch_size, store=store)
     examples = [
         Example(sha, int(label_of[path]), x, dhash)
-        for path, sha, x, dhash in zip(got.paths, got.sha256s, got.features, got.dhashes)
+        for path, sha, x, dhash in zip(got.paths, got.sha256s, got.features, got.dhashes, strict=True)
     ]
     return examples, got.failures
 
@@ -174,7 +173,7 @@ def store_examples(
     got = extract_folder_files(extractor, files, limits=limits, batch_size=batch_size, store=store)
     examples = [
         Example(sha, y_of[sha], x, dhash)
-        for sha, x, dhash in zip(got.sha256s, got.features, got.dhashes)
+        for sha, x, dhash in zip(got.sha256s, got.features, got.dhashes, strict=True)
         if sha in y_of
     ]
     have = {e.sha256 for e in examples}
@@ -227,7 +226,7 @@ def score_waiting(
         paths = [path for path in (cached_file(r, settings.cache_dir) for r in missing) if path is not None]
         got = extract_folder_files(extractor, paths, limits=limits, batch_size=settings.batch_size, store=store)
         id_of = {r["sha256"]: int(r["id"]) for r in missing}
-        features.update({id_of[sha]: x for sha, x in zip(got.sha256s, got.features) if sha in id_of})
+        features.update({id_of[sha]: x for sha, x in zip(got.sha256s, got.features, strict=True) if sha in id_of})
     scored = [r for r in rows if int(r["id"]) in features]
     if not scored:
         return []

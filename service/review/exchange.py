@@ -7,8 +7,6 @@ a file whose name is not ours, or whose content changed (edited, re-saved, repla
 
 from __future__ import annotations
 
-from service.errors import InputError
-
 import hashlib
 import re
 import shutil
@@ -16,11 +14,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.errors import InputError
 from service.review.display import extension, file_of
 from service.review.queue import open_items
 from service.store import Store
+from service.words import LABELS, Label
 
-ANSWER_DIRS = ("2d", "not2d")
+ANSWER_DIRS: tuple[Label, ...] = LABELS  # one folder per answer, named as the label
 _NAME = re.compile(r"^(\d+)_([0-9a-f]{12})(?:\.[A-Za-z0-9]+)?$")
 README = """\
 nijifeed review export
@@ -94,7 +94,7 @@ def import_answers(store: Store, folder: Path) -> ImportResult:
     if not all((folder / name).is_dir() for name in ANSWER_DIRS):
         raise InputError(f"{folder} has no 2d/ and not2d/ folders (make them with `nijifeed review export`)")
     result = ImportResult()
-    found: dict[int, list[tuple[str, Path]]] = {}
+    found: dict[int, list[tuple[Label, Path]]] = {}
     for answer in ANSWER_DIRS:
         for path in sorted(p for p in (folder / answer).rglob("*") if p.is_file() and not p.name.startswith(".")):
             image_id = _identify(store, path, result)

@@ -148,7 +148,7 @@ def half_blocks(image: Image.Image, box: Box) -> str:
     lines = []
     for y in range(0, rows * 2, 2):
         cells = []
-        for (r1, g1, b1), (r2, g2, b2) in zip(pixels[y], pixels[y + 1]):
+        for (r1, g1, b1), (r2, g2, b2) in zip(pixels[y], pixels[y + 1], strict=True):
             cells.append(f"{_ESC}[38;2;{r1};{g1};{b1};48;2;{r2};{g2};{b2}m▀")
         lines.append("".join(cells) + f"{_ESC}[0m")
     return "\n".join(lines) + "\n"

@@ -38,7 +38,7 @@ def plot_svg(models: list[ModelRow]) -> str:
         parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">no models yet</text></svg>')
         return "".join(parts)
     xs = [_x(i, len(models)) for i in range(len(models))]
-    for x, model in zip(xs, models):
+    for x, model in zip(xs, models, strict=True):
         parts.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">v{model.version}</text>')
     series = [
         ("review rate (CV)", REVIEW, "4 3", [m.cv_review_rate for m in models]),
@@ -47,13 +47,13 @@ def plot_svg(models: list[ModelRow]) -> str:
         ("2D precision (audit)", PRECISION, "", [m.audit_precision["value"] if m.audit_precision else None
                                                  for m in models]),
     ]
-    for x, model in zip(xs, models):  # the audit estimate's 95 % interval
+    for x, model in zip(xs, models, strict=True):  # the audit estimate's 95 % interval
         if model.audit_precision:
             low, high = _y(model.audit_precision["low"]), _y(model.audit_precision["high"])
             parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{low:.1f}" y2="{high:.1f}" stroke="{PRECISION}"'
                          ' stroke-opacity="0.5" stroke-width="6"/>')
-    for name, colour, dash, values in series:
-        points = [(x, _y(v)) for x, v in zip(xs, values) if v is not None]
+    for _name, colour, dash, values in series:
+        points = [(x, _y(v)) for x, v in zip(xs, values, strict=True) if v is not None]
         if len(points) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"'

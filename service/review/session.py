@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from service.review import queue
 from service.review.queue import ReviewItem, label, undo
-from service.words import UNDO_DEPTH
 from service.store import Store
 from service.store.review_queries import UndoError
+from service.words import UNDO_DEPTH
 
 KEYS_LINE = "[a/2] 2D  [x/n] not 2D  [space] skip  [u/⌫] undo  [o] open  [?] help  [q] quit"
 HELP = """\

@@ -4,7 +4,7 @@
 ``build_timeline.py``) on 127.0.0.1; run it standalone with ``python -m service.sandbox --port 8788``.
 """
 
-from .timeline_data import TWITTER_EPOCH_MS, snowflake, snowflake_ms
 from .server import Fault, RequestRecord, Sandbox
+from .timeline_data import TWITTER_EPOCH_MS, snowflake, snowflake_ms
 
 __all__ = ["TWITTER_EPOCH_MS", "Fault", "RequestRecord", "Sandbox", "snowflake", "snowflake_ms"]

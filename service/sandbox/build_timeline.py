@@ -157,7 +157,7 @@ def build() -> dict:
 
     photo_posts = []
     for n, (author, paths) in enumerate(groups, start=1):
-        photo_posts.append(("p%02d" % n, author, text_for(author, paths), [media(p) for p in paths]))
+        photo_posts.append((f"p{n:02d}", author, text_for(author, paths), [media(p) for p in paths]))
         used.update(paths)
     assert used == set(files), sorted(set(files) - used)
 

@@ -244,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         try:
             self.server.sandbox._serve(self)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
     do_GET = do_POST = do_DELETE = do_PUT = _handle
@@ -634,7 +634,7 @@ class Sandbox:
             if name in query and not _ID.match(query[name]):
                 return _invalid(name, query[name],
                                 f"The `{name}` query parameter value [{query[name]}] does not match ^[0-9]{{1,19}}$")
-        times = {}
+        times: dict[str, int | None] = {}
         for name in ("start_time", "end_time"):
             if name in query:
                 times[name] = _parse_time(query[name])
@@ -669,9 +669,10 @@ class Sandbox:
                     continue
                 if before is not None and n >= int(before):
                     continue
-                if times.get("start_time") is not None and t.created_ms < times["start_time"]:
+                start, end = times.get("start_time"), times.get("end_time")
+                if start is not None and t.created_ms < start:
                     continue
-                if times.get("end_time") is not None and t.created_ms > times["end_time"]:
+                if end is not None and t.created_ms > end:
                     continue
                 if "retweets" in exclude and t.ref_type == "retweeted":
                     continue

@@ -15,7 +15,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -27,29 +27,19 @@ _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 #: What the real endpoint accepts, so unknown values are answered 400 like the API does.
 TWEET_FIELDS = frozenset(
-    "article attachments author_id card_uri community_id context_annotations conversation_id created_at "
-    "display_text_range edit_controls edit_history_tweet_ids entities geo id in_reply_to_user_id lang "
-    "media_metadata non_public_metrics note_tweet organic_metrics possibly_sensitive promoted_metrics "
-    "public_metrics referenced_tweets reply_settings scopes source text withheld".split()
+    ["article", "attachments", "author_id", "card_uri", "community_id", "context_annotations", "conversation_id", "created_at", "display_text_range", "edit_controls", "edit_history_tweet_ids", "entities", "geo", "id", "in_reply_to_user_id", "lang", "media_metadata", "non_public_metrics", "note_tweet", "organic_metrics", "possibly_sensitive", "promoted_metrics", "public_metrics", "referenced_tweets", "reply_settings", "scopes", "source", "text", "withheld"]
 )
 MEDIA_FIELDS = frozenset(
-    "alt_text duration_ms height media_key non_public_metrics organic_metrics preview_image_url "
-    "promoted_metrics public_metrics type url variants width".split()
+    ["alt_text", "duration_ms", "height", "media_key", "non_public_metrics", "organic_metrics", "preview_image_url", "promoted_metrics", "public_metrics", "type", "url", "variants", "width"]
 )
 USER_FIELDS = frozenset(
-    "affiliation confirmed_email connection_status created_at description entities id is_identity_verified "
-    "location most_recent_tweet_id name parody pinned_tweet_id profile_banner_url profile_image_url protected "
-    "public_metrics receives_your_dm subscription subscription_type url username verified "
-    "verified_followers_count verified_type withheld".split()
+    ["affiliation", "confirmed_email", "connection_status", "created_at", "description", "entities", "id", "is_identity_verified", "location", "most_recent_tweet_id", "name", "parody", "pinned_tweet_id", "profile_banner_url", "profile_image_url", "protected", "public_metrics", "receives_your_dm", "subscription", "subscription_type", "url", "username", "verified", "verified_followers_count", "verified_type", "withheld"]
 )
 EXPANSIONS = frozenset(
-    "article.cover_media article.media_entities attachments.media_keys attachments.media_source_tweet "
-    "attachments.poll_ids author_id edit_history_tweet_ids entities.mentions.username geo.place_id "
-    "in_reply_to_user_id entities.note.mentions.username referenced_tweets.id "
-    "referenced_tweets.id.attachments.media_keys referenced_tweets.id.author_id".split()
+    ["article.cover_media", "article.media_entities", "attachments.media_keys", "attachments.media_source_tweet", "attachments.poll_ids", "author_id", "edit_history_tweet_ids", "entities.mentions.username", "geo.place_id", "in_reply_to_user_id", "entities.note.mentions.username", "referenced_tweets.id", "referenced_tweets.id.attachments.media_keys", "referenced_tweets.id.author_id"]
 )
-PLACE_FIELDS = frozenset("contained_within country country_code full_name geo id name place_type".split())
-POLL_FIELDS = frozenset("duration_minutes end_datetime id options voting_status".split())
+PLACE_FIELDS = frozenset(["contained_within", "country", "country_code", "full_name", "geo", "id", "name", "place_type"])
+POLL_FIELDS = frozenset(["duration_minutes", "end_datetime", "id", "options", "voting_status"])
 
 
 def snowflake(ms: int, worker: int = 0, sequence: int = 0) -> str:
@@ -62,7 +52,7 @@ def snowflake_ms(id_: str | int) -> int:
 
 
 def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def _code(seed: str, length: int) -> str:
@@ -102,7 +92,7 @@ class User:
     created_ms: int = 0
 
     def render(self, fields: set[str], base_url: str) -> dict:
-        out = {"id": self.id, "name": self.name, "username": self.username}
+        out: dict[str, object] = {"id": self.id, "name": self.name, "username": self.username}
         if "profile_image_url" in fields:
             out["profile_image_url"] = f"{base_url}/profile_images/{self.id}/{_code(self.key, 8)}_normal.jpg"
         if "created_at" in fields:
@@ -148,7 +138,7 @@ class Media:
         return f"/tweet_video_thumb/{self.name}.jpg"
 
     def render(self, fields: set[str], base_url: str) -> dict:
-        out = {"media_key": self.media_key, "type": self.type}
+        out: dict[str, object] = {"media_key": self.media_key, "type": self.type}
         if "url" in fields and self.type == "photo":
             out["url"] = base_url + self.path()
         if "preview_image_url" in fields and self.type != "photo":
@@ -209,7 +199,7 @@ class Tweet:
             text = self.base_text
         urls = []
         if self.media:
-            link = "https://t.co/" + _code("t.co" + self.id, 10)
+            link = "https://t.co/" + _code(f"t.co{self.id}", 10)
             text = f"{text} {link}" if text else link
             start = len(text) - len(link)
             kind = "photo" if self.media[0].type == "photo" else "video"
@@ -220,7 +210,7 @@ class Tweet:
                     "display_url": f"pic.x.com/{link.rsplit('/', 1)[1]}", "media_key": m.media_key,
                 })
         if self.ref_type == "quoted" and self.ref is not None:
-            link = "https://t.co/" + _code("q" + self.id, 10)
+            link = "https://t.co/" + _code(f"q{self.id}", 10)
             text = f"{text} {link}"
             status = f"https://x.com/{self.ref.author.username}/status/{self.ref.id}"
             urls.append({"start": len(text) - len(link), "end": len(text), "url": link, "expanded_url": status,

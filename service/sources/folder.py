@@ -18,18 +18,17 @@ Pages are newest first; ``newest_id`` is the cursor for the newest file on the p
 
 from __future__ import annotations
 
-from service.words import IMAGE_SUFFIXES
-
 import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from service.sources import MediaRef, Page, Post, SourceError
+from service.words import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +151,7 @@ class FolderSource:
         post_id = "file:" + hashlib.sha256(f"{entry.name}\0{sha}".encode()).hexdigest()[:20]
         uri = entry.path.resolve().as_uri()
         ms = entry.mtime_ns // 1_000_000
-        created = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        created = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         return Post(
             id=post_id,
             text=entry.name,

@@ -7,7 +7,6 @@ One ``Store`` per thread: sqlite3 connections are not shared across threads here
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager

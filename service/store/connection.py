@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from service.errors import NijifeedError
@@ -39,7 +39,7 @@ class SchemaTooNewError(StoreError):
 
 def utc_now() -> str:
     """The store's timestamp format: ISO 8601 UTC with milliseconds, which sorts correctly as text."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def connect(path: Path) -> sqlite3.Connection:

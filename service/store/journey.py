@@ -101,7 +101,8 @@ class JourneyQueries(StoreBase):
             attempts = int(row["attempts"]) + 1
             status = "pending" if retryable and attempts < max_attempts else "failed"
             conn.execute(
-                "UPDATE media SET status = ?, reason = ?, attempts = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
+                "UPDATE media SET status = ?, reason = ?, attempts = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'pending'",
                 (status, reason, attempts, _now(), media_id),
             )
         return status
@@ -156,7 +157,8 @@ class JourneyQueries(StoreBase):
         """An image that cannot be classified (its cached copy unreadable): its media are failed with the reason."""
         with self.transaction() as conn:
             conn.execute(
-                "UPDATE media SET status = 'failed', reason = ?, updated_at = ? WHERE image_id = ? AND status = 'downloaded'",
+                "UPDATE media SET status = 'failed', reason = ?, updated_at = ?"
+                " WHERE image_id = ? AND status = 'downloaded'",
                 (reason, _now(), image_id),
             )
 

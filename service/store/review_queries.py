@@ -172,7 +172,8 @@ class ReviewQueries(StoreBase):
         are not among them: they are confident verdicts kept for measuring, and stay for a person."""
         return self.conn.execute(
             "SELECT images.id, images.sha256, images.cache_path FROM review_queue q"
-            " JOIN images ON images.id = q.image_id WHERE q.resolved_at IS NULL AND q.reason = 'uncertain' AND images.route = 'review' ORDER BY images.id"
+            " JOIN images ON images.id = q.image_id"
+            " WHERE q.resolved_at IS NULL AND q.reason = 'uncertain' AND images.route = 'review' ORDER BY images.id"
         ).fetchall()
 
     def apply_rescored(self, model_version: int, rescored: Iterable[Routed]) -> Counter:

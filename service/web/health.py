@@ -9,7 +9,7 @@ readiness fails while only `nijifeed web` runs with no daemon polling: the page 
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -33,7 +33,7 @@ def readyz(request: Request) -> Response:
     body: dict[str, object] = {"status": "ready", "max_poll_age_s": max_age}
     problems = []
     try:
-        age = poll_age_seconds(state.store(), datetime.now(timezone.utc))
+        age = poll_age_seconds(state.store(), datetime.now(UTC))
         body["store"] = "ok"
     except (sqlite3.Error, StoreError) as exc:
         age = None

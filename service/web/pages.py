@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from service.errors import InputError
-
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.resources import files
 from urllib.parse import urlencode, urlsplit
 
@@ -15,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from service.errors import InputError
 from service.feed import Cursor, FeedImage, FeedPage, feed_page
 from service.feed.atom import MEDIA_TYPE as ATOM_TYPE
 from service.feed.atom import render_atom
@@ -31,7 +30,7 @@ templates = Jinja2Templates(directory=str(files("service.web") / "templates"))
 def index(request: Request) -> Response:
     state: WebState = request.app.state.web
     page = _page(request, state)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     context = {
         "title": TITLE,
         "page": page,

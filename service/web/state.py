@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from service.config import Settings
 from service.features import ImageLimits
@@ -39,7 +39,7 @@ class WebState:
     def served(self, sha256: str) -> None:
         """Note that an image was served; written to the store at most every ``TOUCH_FLUSH_S`` seconds."""
         with self._lock:
-            self._served[sha256] = iso(datetime.now(timezone.utc))
+            self._served[sha256] = iso(datetime.now(UTC))
             due = time.monotonic() - self._flushed >= TOUCH_FLUSH_S
         if due:
             self.flush_served()

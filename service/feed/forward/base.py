@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from service.errors import NijifeedError
-
 from typing import Protocol
 
+from service.errors import NijifeedError
 from service.feed.entries import FeedEntry
 
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from service.config import Settings
 from service.feed.entries import build_entries, entry_for_post
-from service.feed.forward.base import ForwardError, Forwarder
+from service.feed.forward.base import Forwarder, ForwardError
 from service.feed.times import iso
 from service.store import Store
 
@@ -75,7 +75,7 @@ def make_forwarders(settings: Settings) -> list[Forwarder]:
 
 def enqueue(store: Store, forwarders: Sequence[Forwarder], *, now: datetime | None = None) -> int:
     """Add an outbox row per (new feed entry, enabled forwarder); returns how many were added."""
-    stamp = iso(now or datetime.now(timezone.utc))
+    stamp = iso(now or datetime.now(UTC))
     enabled = {f.name for f in forwarders}
     added = 0
     for name in sorted(set(NAMES) | enabled):
@@ -106,7 +106,7 @@ def deliver_due(
     try:
         summary = DeliverySummary(enqueued=enqueue(store, active, now=now))
         by_name = {f.name: f for f in active}
-        for row in store.outbox_due(list(by_name), iso(now or datetime.now(timezone.utc))):
+        for row in store.outbox_due(list(by_name), iso(now or datetime.now(UTC))):
             _deliver(store, by_name[row["forwarder"]], row, settings, summary, now)
     finally:
         if own:
@@ -119,7 +119,7 @@ def deliver_due(
 
 def _deliver(store: Store, forwarder: Forwarder, row, settings: Settings, summary: DeliverySummary,
              now: datetime | None) -> None:
-    start = now or datetime.now(timezone.utc)
+    start = now or datetime.now(UTC)
     if not store.outbox_claim(int(row["id"]), row["status"], iso(start), iso(start + LEASE)):
         return  # another deliverer took it
     row_id, attempts = int(row["id"]), int(row["attempts"]) + 1
@@ -150,5 +150,5 @@ def _deliver(store: Store, forwarder: Forwarder, row, settings: Settings, summar
             summary.failed += 1
             log.error("forward %s of post %s given up after %d tries: %s", forwarder.name, entry.id, attempts, message)
         return
-    store.outbox_done(row_id, iso(now or datetime.now(timezone.utc)))
+    store.outbox_done(row_id, iso(now or datetime.now(UTC)))
     summary.delivered += 1
