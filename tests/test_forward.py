@@ -246,3 +246,25 @@ def test_x_forwarder_without_credentials_is_refused(polled, monkeypatch):
     with pytest.raises(SourceError, match="no X credentials"):
         make_forwarders(settings(forward_x_repost=True))
     assert make_forwarders(settings()) == []
+
+
+def test_a_daemon_started_with_a_forwarder_on_forwards_what_its_first_polls_bring(service_env, sandbox, monkeypatch):
+    """Issue 9: everything that reached the feed before the forward job first ran was never forwarded (the
+    "switched on" instant was only recorded by that first run)."""
+    from pipelinekit import use
+
+    from service.config import load_settings
+    from service.pipeline.service import Service
+
+    use(monkeypatch, sandbox)
+    with Receiver() as receiver:
+        monkeypatch.setenv("NIJIFEED_FORWARD_WEBHOOK_URL", receiver.url + "/hook")
+        settings = load_settings(poll_interval=1, forward_interval=3600)  # the forward job never runs here
+        with Service.from_settings(settings, max_cycles=2, any_port=True) as service:
+            service.run()
+        with Store.open(settings.db_path) as store:
+            entries = feed_entries(store, limit=1000)
+            assert entries
+            summary = deliver_due(settings, store)  # the forward job's first run, after the polls
+        assert summary.delivered == len(entries)
+        assert sorted(r["body"]["entry"]["id"] for r in receiver.accepted()) == sorted(e.id for e in entries)

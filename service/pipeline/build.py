@@ -192,6 +192,12 @@ class ForwardRunner:
     def __bool__(self) -> bool:
         return bool(self.forwarders)
 
+    def switched_on(self) -> None:
+        """Fix the instant from which the enabled forwarders send every new feed entry (see ``outbox``)."""
+        from service.feed.forward.outbox import switched_on_since
+
+        switched_on_since(self.stores.get(), self.forwarders)
+
     def __call__(self):
         from service.feed.forward import deliver_due
 

@@ -88,6 +88,7 @@ class Service:
         once everything listens. Raises ``AlreadyRunning`` when another daemon holds the lock. SIGTERM and SIGINT
         stop it (their previous handlers are put back on return)."""
         self._held.enter_context(single_instance(self.settings.lock_path))
+        self.forwarder.switched_on()  # before the first poll: what it brings into the feed is forwarded too
         self.web = self._start_web()
         self._held.callback(self._stop_web)
         if on_start is not None:

@@ -1,6 +1,7 @@
 """The outbox: each feed entry forwarded exactly once per forwarder, retried with backoff, never twice after a crash.
 
-* **Enqueue.** When a forwarder is first seen switched on, the time is kept in ``kv``
+* **Enqueue.** When a forwarder is first seen switched on (at the latest when the daemon starts), the time is
+  kept in ``kv``
   (``forward:enabled_at:<name>``); from then on every entry that enters the feed gets one ``outbox`` row for that
   forwarder, under the post it first appeared through. The "not yet enqueued" check looks at the entry, not the
   post, and runs in the same write transaction as the insert, so an entry reached through several retweets is
@@ -73,15 +74,22 @@ def make_forwarders(settings: Settings) -> list[Forwarder]:
     return forwarders
 
 
+def switched_on_since(store: Store, forwarders: Sequence[Forwarder], *, now: datetime | None = None) -> dict[str, str]:
+    """When each enabled forwarder was switched on, recording ``now`` for those switched on just now (and
+    forgetting those switched off). The daemon calls it as it starts, so what enters the feed before the forward
+    job's first run is forwarded too."""
+    stamp = iso(now or datetime.now(UTC))
+    enabled = {f.name for f in forwarders}
+    names = sorted(set(NAMES) | enabled)
+    since = {name: store.forwarder_enabled_since(name, name in enabled, stamp) for name in names}
+    return {name: at for name, at in since.items() if at is not None}
+
+
 def enqueue(store: Store, forwarders: Sequence[Forwarder], *, now: datetime | None = None) -> int:
     """Add an outbox row per (new feed entry, enabled forwarder); returns how many were added."""
     stamp = iso(now or datetime.now(UTC))
-    enabled = {f.name for f in forwarders}
     added = 0
-    for name in sorted(set(NAMES) | enabled):
-        since = store.forwarder_enabled_since(name, name in enabled, stamp)
-        if since is None:
-            continue
+    for name, since in switched_on_since(store, forwarders, now=now).items():
         with store.transaction():  # the check and the inserts under one write lock: two processes add one row
             done = store.forwarded_entry_ids(name)
             keys = [key for key in store.entries_entered_since(since) if key["entry_id"] not in done]
