@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:  # the benchmarks are scripts beside the package, 
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import dev_eval  # noqa: E402
+from benchmarks.devset import load_devset  # noqa: E402
 from service.classify.evaluate import evaluate, evaluate_verdicts  # noqa: E402
 from service.classify.training import TrainingData, cross_validate, grouped_splits, out_of_fold, train  # noqa: E402
 from service.classify.uncertainty import Rule, decide  # noqa: E402
@@ -115,7 +116,7 @@ def test_script_reads_a_dataset_folder_and_prints_json(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert (report["images"], report["images_2d"], report["groups"]) == (24, 12, 12)
     figures = report["models"][KIND]["margin 0.3"]["mean"]
-    dev = dev_eval.load_devset(tmp_path, tmp_path)  # now from the cache the run wrote
+    dev = load_devset(tmp_path, tmp_path)  # now from the cache the run wrote
     p = out_of_fold(dev.X, dev.y, dev.groups, KIND, folds=3, seed=0)
     m = evaluate(dev.y, p, Rule("margin", 0.3))
     assert figures["review"] == pytest.approx(m.review_rate)
