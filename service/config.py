@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         None, ge=0.0, le=1.0, description="Override the active model's threshold (margin 0.3 is the published rule)."
     )
     target_precision: float = Field(0.98, gt=0.5, le=1.0, description="2D precision the threshold is chosen for.")
+    retrain_tolerance: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="How much worse a new model's CV 2D-to-feed share or review rate may be than the active "
+        "model's and still go live (its feed precision must meet the target in any case).",
+    )
     min_margin_2d: float = Field(
         0.4, ge=0.0, lt=1.0, description="The 2D threshold chosen at training is never looser than this margin."
     )

@@ -8,6 +8,7 @@ Loading a model next to a different feature extractor fails loudly: its numbers 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +77,11 @@ class TrainedModel:
                 f"but the extractor in use is '{name}' ({dim}-d); retrain with `nijifeed train` or set "
                 f"NIJIFEED_EXTRACTOR to match"
             )
+
+    def seen_in_training(self, sha256s: Sequence[str]) -> int:
+        """How many of these images (by content hash) the model was trained on."""
+        trained = set(self.meta.image_sha256s)
+        return sum(1 for sha in sha256s if sha in trained)
 
     def p_2d(self, features: np.ndarray) -> np.ndarray:
         probs = self.estimator.predict_proba(np.asarray(features, dtype=np.float32))

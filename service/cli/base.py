@@ -142,6 +142,7 @@ def train_on_folders(
     kind: str | None = None,
     target_precision: float | None = None,
     threshold: float | None = None,
+    force: bool = False,
 ) -> RetrainResult:
     """`train --from-folders` and the demo's starter model: the pipeline's folder training set (with a progress
     bar and the files it skipped), then its one train-and-publish, saying what it trains on."""
@@ -164,7 +165,7 @@ def train_on_folders(
         f"features: {app_ctx.extractor.name}"
     )
     return train_and_publish(settings, app_ctx.store, app_ctx.extractor, training, kind=kind,
-                             target_precision=target_precision, threshold=threshold)
+                             target_precision=target_precision, threshold=threshold, force=force)
 
 
 def print_training_report(model: TrainedModel) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from service.classify.evaluate import evaluate as evaluate_metrics
@@ -48,9 +49,11 @@ def train(
     model: Annotated[Optional[str], typer.Option(help=f"one of: {', '.join(MODELS)}")] = None,
     target_precision: Annotated[Optional[float], typer.Option(help="2D precision the threshold aims for")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="fixed threshold instead of the precision target")] = None,
+    force: Annotated[bool, typer.Option("--force", help="activate the new model even if it is worse")] = False,
 ) -> None:
     """Learn "2D or not" from labelled folders, or from your review answers plus the folders first used; report
-    CV figures before and after, activate the new model and re-score the images waiting for review."""
+    CV figures before and after, activate the new model and re-score the images waiting for review. A model worse
+    than the active one (see NIJIFEED_RETRAIN_TOLERANCE) is saved but not activated, unless --force."""
     from service.pipeline.retrain import retrain
 
     app_ctx = ctx_of(ctx)
@@ -59,11 +62,11 @@ def train(
         raise InputError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
     if from_folders is not None:
         result = train_on_folders(app_ctx, *from_folders, kind=kind, target_precision=target_precision,
-                                  threshold=threshold)
+                                  threshold=threshold, force=force)
     else:
         with console.status("gathering labels and features"):
             result = retrain(app_ctx.settings, app_ctx.store, app_ctx.extractor, kind=kind,
-                             target_precision=target_precision, threshold=threshold)
+                             target_precision=target_precision, threshold=threshold, force=force)
         t = result.training
         folders = f"{t.folders[0]} and {t.folders[1]}" if t.folders else "no folders"
         console.print(f"trained [bold]{kind}[/bold] on {len(t.data.y)} images: {t.from_labels} labels from the "
@@ -80,9 +83,16 @@ def train(
         ))
         console.print(f"review rate (CV): {fmt(cv_before['at_rule']['review_rate'])} → "
                       f"{fmt(trained.meta.cv['at_rule']['review_rate'])}")
+    if not result.activated:
+        console.print(f"[yellow]model v{trained.version} is saved but NOT activated[/yellow] "
+                      f"(v{result.previous_version} stays active): {escape('; '.join(result.refused))}. "
+                      f"Activate it anyway with `nijifeed model use {trained.version}` or retrain with --force.")
+        raise typer.Exit(3)
     console.print(f"review queue: {result.queue_before} → {result.queue_after} ({rescored['feed']} sent to the feed "
                   f"and {rescored['dropped']} dropped by the new model, {rescored['audit']} kept as audit items, "
                   f"{rescored['uncertain']} still uncertain)")
+    if result.refused:
+        console.print(f"[yellow]activated although[/yellow] {escape('; '.join(result.refused))}")
     console.print(f"model v{trained.version} is now active")
 
 
@@ -162,8 +172,13 @@ def eval_(
     p = model.p_2d(data.X)
     metrics = evaluate_metrics(data.y, p, rule).to_dict()
     table = risk_coverage(data.y, p, rule)
+    seen = model.seen_in_training(data.sha256s)
+    if seen:
+        err.print(f"[yellow]warning:[/yellow] {seen} of {len(data.sha256s)} images were in model v{model.version}'s "
+                  "training set: these figures are no test of it (use images it never saw)", highlight=False)
     if as_json:
-        payload = {"model": model.version, "rule": rule.to_dict(), "metrics": metrics, "risk_coverage": table}
+        payload = {"model": model.version, "rule": rule.to_dict(), "metrics": metrics, "risk_coverage": table,
+                   "seen_in_training": seen}
         print(json.dumps(payload, indent=2))
         return
     console.print(metrics_table(f"model v{model.version} on {metrics['n']} images", {"active rule": metrics}))

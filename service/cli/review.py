@@ -242,6 +242,10 @@ def report(
             f"{audit['value']:.1%} (n={audit['n']})" if audit else "—",
         )
     console.print(models)
+    for m in data.models:
+        if m.not_activated and not m.active:
+            console.print(f"v{m.version} was not activated: " + "; ".join(m.not_activated), highlight=False,
+                          markup=False)
     load = Table(title=f"review load per day (last {days}, UTC)")
     for column in ("day", "queued", "answered", "auto-resolved"):
         load.add_column(column, justify="right")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.classify.promotion import refusals
 from service.classify.registry import ModelError, TrainedModel, load_model, save_model
 from service.classify.training import TrainingData, near_duplicate_groups, train
 from service.config import Settings
@@ -70,6 +71,12 @@ class RetrainResult:
     queue_before: int
     queue_after: int
     rescored: Counter  # feed / dropped (auto-resolved), audit, uncertain
+    refused: list[str] = field(default_factory=list)  # why it was not activated (empty: it is active)
+    forced: bool = False  # activated although refused (``train --force``)
+
+    @property
+    def activated(self) -> bool:
+        return self.forced or not self.refused
 
     @property
     def cv_after(self) -> dict:
@@ -86,11 +93,12 @@ class RetrainResult:
         t = self.training
         was = f" (was v{self.previous_version})" if self.previous_version else ""
         rate = f"{before:.3f} → {after:.3f}" if before is not None else f"{after:.3f}"
-        return (
-            f"model v{self.version}{was} trained on {len(t.data.y)} images ({t.from_labels} labels, "
-            f"{t.from_folders} from folders); CV review rate {rate}; queue {self.queue_before} → {self.queue_after} "
-            f"({self.rescored['feed']} to the feed, {self.rescored['dropped']} dropped automatically)"
-        )
+        trained = (f"model v{self.version}{was} trained on {len(t.data.y)} images ({t.from_labels} labels, "
+                   f"{t.from_folders} from folders); CV review rate {rate}")
+        if not self.activated:
+            return f"{trained}; saved but NOT activated: {'; '.join(self.refused)}"
+        return (f"{trained}; queue {self.queue_before} → {self.queue_after} ({self.rescored['feed']} to the feed, "
+                f"{self.rescored['dropped']} dropped automatically)" + (" (forced)" if self.forced else ""))
 
 
 # --- the training set -------------------------------------------------------------------------------------------
@@ -234,16 +242,22 @@ def score_waiting(
     return route_all([int(r["id"]) for r in scored], [r["sha256"] for r in scored], decisions, settings.audit_rate)
 
 
-def publish(store: Store, models_dir: Path, model: TrainedModel, rescored: list[Routed]) -> tuple[int, Counter]:
+def publish(
+    store: Store, models_dir: Path, model: TrainedModel, rescored: list[Routed], *, refused: Sequence[str] = ()
+) -> tuple[int, Counter]:
     """Write the model file, then register it, activate it and apply its verdicts on the queue in one
-    transaction: a reader sees the old model with the old queue or the new model with the new queue."""
+    transaction: a reader sees the old model with the old queue or the new model with the new queue. With
+    ``refused`` reasons the model is registered (with them) but neither activated nor applied."""
     path = save_model(models_dir, model)
     rule = model.rule
+    metrics = {**model.meta.cv, "not_activated": list(refused)} if refused else model.meta.cv
+    counts: Counter = Counter()
     with store.transaction():
         version = store.register_model(path, model.meta.extractor, model.meta.kind, rule.threshold, rule.score_kind,
-                                       model.meta.cv)
-        store.activate_model(version)
-        counts = store.apply_rescored(version, rescored)
+                                       metrics)
+        if not refused:
+            store.activate_model(version)
+            counts = store.apply_rescored(version, rescored)
     model.version = version
     return version, counts
 
@@ -257,35 +271,48 @@ def train_and_publish(
     kind: str | None = None,
     target_precision: float | None = None,
     threshold: float | None = None,
+    force: bool = False,
 ) -> RetrainResult:
     """Train on ``training`` (grouped CV, threshold from the precision target unless fixed), score the waiting
-    images with the new model, and ``publish`` both at once. Raises ``TrainingError`` when there is too little to
-    learn from (fewer than 4 images of a class)."""
+    images with the new model, and ``publish`` both at once, unless ``promotion.refusals`` finds it worse than the
+    active model (then it is saved, not activated; ``force`` activates it anyway). Raises ``TrainingError`` when
+    there is too little to learn from (fewer than 4 images of a class)."""
     previous = store.active_model()
     fixed = threshold if threshold is not None else settings.threshold
+    target = target_precision or settings.target_precision
     model = train(
         training.data,
         kind=kind or settings.model,
         extractor=extractor.name,
         score_kind=settings.score_kind,
-        target_precision=target_precision or settings.target_precision,
+        target_precision=target,
         fixed_threshold=fixed,
         min_margin_2d=settings.min_margin_2d,
         folds=settings.cv_folds,
         seed=settings.seed,
     )
-    rescored = score_waiting(store, model, extractor, settings)
+    cv_before = cv_figures(previous)
+    reasons = refusals(model.meta.cv["at_rule"], cv_before["at_rule"] if cv_before else None,
+                       target_precision=target, tolerance=settings.retrain_tolerance)
+    # The first model goes live whatever its figures: anything routes better than waiting for one.
+    forced = bool(reasons) and (force or previous is None)
+    rescored = score_waiting(store, model, extractor, settings) if forced or not reasons else []
     queue_before = store.open_review_count()
-    version, counts = publish(store, settings.models_dir, model, rescored)
+    version, counts = publish(store, settings.models_dir, model, rescored, refused=[] if forced else reasons)
+    if reasons:
+        log.warning("model v%d %s: %s", version, "activated although" if forced else "saved but not activated",
+                    "; ".join(reasons))
     return RetrainResult(
         model=model,
         version=version,
         previous_version=int(previous["version"]) if previous else None,
-        cv_before=cv_figures(previous),
+        cv_before=cv_before,
         training=training,
         queue_before=queue_before,
         queue_after=store.open_review_count(),
         rescored=counts,
+        refused=reasons,
+        forced=forced,
     )
 
 
@@ -297,11 +324,12 @@ def retrain(
     kind: str | None = None,
     target_precision: float | None = None,
     threshold: float | None = None,
+    force: bool = False,
 ) -> RetrainResult:
     """One turn of the loop (see the module docstring): store labels plus the first folders, trained and
     published by ``train_and_publish``."""
     return train_and_publish(settings, store, extractor, training_set(store, extractor, settings), kind=kind,
-                             target_precision=target_precision, threshold=threshold)
+                             target_precision=target_precision, threshold=threshold, force=force)
 
 
 def folder_training_set(
@@ -332,13 +360,14 @@ def train_from_folders(
     kind: str | None = None,
     target_precision: float | None = None,
     threshold: float | None = None,
+    force: bool = False,
     on_progress: Progress | None = None,
 ) -> RetrainResult:
     """``folder_training_set`` then ``train_and_publish``: a new model from two labelled folders, activated with
     its verdicts on the waiting images in one transaction."""
     training = folder_training_set(settings, store, extractor, neg_dir, pos_dir, on_progress=on_progress)
     return train_and_publish(settings, store, extractor, training, kind=kind, target_precision=target_precision,
-                             threshold=threshold)
+                             threshold=threshold, force=force)
 
 
 def cv_figures(row) -> dict | None:
@@ -383,5 +412,8 @@ def maybe_retrain(
     except TrainingError as exc:
         log.info("retrain postponed (%d new labels): %s", waiting, exc)
         return None
-    log.info("retrained: %s", result.line())
+    if result.activated:
+        log.info("retrained: %s", result.line())
+    else:
+        log.warning("retrained: %s", result.line())
     return result

@@ -126,6 +126,9 @@ def _models_html(report: Report) -> str:
                 f"{_pct(audit['value'])} (n={audit['n']})" if audit else "—",
             )) + "</tr>"
         )
+        if m.not_activated and not m.active:
+            rows.append(f'<tr class="note"><td colspan="11">v{m.version} was not activated: '
+                        f"{escape('; '.join(m.not_activated))}</td></tr>")
     return "\n".join(rows) or '<tr><td colspan="11">no models yet</td></tr>'
 
 

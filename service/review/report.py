@@ -84,6 +84,7 @@ class ModelRow:
     live_images: int  # images this version classified first
     live_review_rate: float | None
     audit_precision: dict | None  # Estimate.to_dict() of its audited 2D verdicts
+    not_activated: list[str] = field(default_factory=list)  # why training did not make it active, if it did not
 
 
 @dataclass
@@ -135,7 +136,8 @@ def model_history(store: Store, estimates: dict[str, Estimate]) -> list[ModelRow
     rows = []
     for model in store.list_models():
         version = int(model["version"])
-        at_rule = json.loads(model["metrics_json"] or "{}").get("at_rule", {})
+        metrics = json.loads(model["metrics_json"] or "{}")
+        at_rule = metrics.get("at_rule", {})
         n, uncertain = live.get(version, (0, 0))
         audit = estimates.get(f"feed:v{version}")
         rows.append(
@@ -152,6 +154,7 @@ def model_history(store: Store, estimates: dict[str, Estimate]) -> list[ModelRow
                 live_images=n,
                 live_review_rate=uncertain / n if n else None,
                 audit_precision=audit.to_dict() if audit else None,
+                not_activated=list(metrics.get("not_activated", [])),
             )
         )
     return rows
