@@ -4,6 +4,7 @@ first, only feed images with their figures; paging; the `feed` command's --limit
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -30,9 +31,10 @@ def test_entries_are_newest_first_with_only_feed_images_and_their_figures(polled
     assert times == sorted(times, reverse=True)
     assert len({e["id"] for e in entries}) == len(entries)
     with open_store(polled) as store:
-        in_feed = feed_keys(store)
-    shown = {image["media_key"] for e in entries for image in e["images"]}
-    assert shown == in_feed  # every feed image is in some entry, and nothing else is
+        in_feed = {r[0] for r in store.conn.execute("SELECT sha256 FROM images WHERE route = 'feed'")}
+        assert feed_keys(store) >= {image["media_key"] for e in entries for image in e["images"]}
+    shown = [image["sha256"] for e in entries for image in e["images"]]
+    assert sorted(shown) == sorted(in_feed)  # every feed image is in one entry, once, and nothing else is
     for entry in entries:
         assert entry["url"].startswith("https://x.com/") and entry["author_handle"]
         for image in entry["images"]:
@@ -47,6 +49,34 @@ def test_entries_are_newest_first_with_only_feed_images_and_their_figures(polled
         assert retweet["kind"] == "retweet" and entry["id"] == retweet["ref_id"]
         assert entry["author_handle"] == retweet["ref_author"] and entry["reposted_by"] == [retweet["author"]]
         assert not entry["text"].startswith("RT @")
+
+
+def test_an_image_is_shown_once_under_the_first_post_that_carried_it(polled, feed_sandbox, cli):
+    """Issue 9: a quote of a post already in the feed listed the quoted image a second time."""
+    entries = json.loads(cli("feed", "--json", "--limit", "1000").stdout)
+    shown = Counter(image["sha256"] for e in entries for image in e["images"])
+    assert shown and max(shown.values()) == 1
+    echoed = [e for e in entries if e["echoes"]]
+    assert echoed, "the sandbox quotes a post whose picture is in the feed"
+    posts = {p["id"]: p for p in feed_sandbox.posts()}
+    for entry in echoed:  # the sandbox posts the same picture again later: the later post is an echo
+        for echo in entry["echoes"]:
+            later = posts[echo["post_id"]]
+            assert echo["post_id"] not in (entry["id"], entry["post_id"]) and echo["author_handle"] == later["author"]
+            assert echo["via"] == {"post": None, "quote": "quote"}[later["kind"]]
+    with open_store(polled) as store:  # and a quote of a feed post, arriving later, adds no second copy
+        before = feed_entries(store, limit=1000)
+        quoted = next(e for e in before if e.via is None)
+        refs = tuple(MediaRef(i.media_key, "photo", i.url) for i in quoted.images)
+        store.add_posts([Post(id="9200000000000000001", text="look at this!", created_at="2030-01-01T00:00:00.000Z",
+                              url="https://x.com/curator/status/9200000000000000001", author_handle="curator",
+                              media=refs, via="quote", via_id=quoted.id)])
+        after = feed_entries(store, limit=1000)
+        assert [e.id for e in after] == [e.id for e in before]
+        assert Counter(i.sha256 for e in after for i in e.images) == Counter(i.sha256 for e in before for i in e.images)
+        echoes = next(e for e in after if e.id == quoted.id).echoes
+        assert [(x.post_id, x.via, x.author_handle) for x in echoes][-1] == ("9200000000000000001", "quote", "curator")
+        assert entry_for_post(store, "9200000000000000001") is None  # no entry of its own: nothing to forward
 
 
 def test_a_post_that_reappears_is_one_entry(polled):

@@ -102,6 +102,9 @@ def test_webhook_failing_then_recovering_delivers_each_entry_once(polled):
         assert sent["headers"]["Content-Type"] == "application/json"
         assert sent["headers"]["Idempotency-Key"] == f"nijifeed-webhook-{sent['body']['entry']['id']}"
         assert sent["body"]["event"] == "feed.entry" and sent["body"]["entry"]["images"]
+        # Each image once (issue 9): a quote carrying an image already in the feed is not forwarded again.
+        images = Counter(i["sha256"] for r in receiver.accepted() for i in r["body"]["entry"]["images"])
+        assert images and max(images.values()) == 1
 
 
 def test_only_entries_new_to_the_feed_after_switching_on_are_forwarded(polled):

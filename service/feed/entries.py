@@ -33,6 +33,16 @@ class FeedImage:
 
 
 @dataclass
+class Echo:
+    """A later post that carries an image of the entry (shown once, on the entry that first had it)."""
+
+    post_id: str
+    author_handle: str | None
+    url: str | None
+    via: str | None  # "quote" (quoted by), "retweet" (reposted by), or None (posted again)
+
+
+@dataclass
 class FeedEntry:
     id: str  # the content's post id: a retweet's original, else the post itself
     post_id: str  # the timeline post through which it first appeared
@@ -46,6 +56,7 @@ class FeedEntry:
     via: str | None  # "retweet" or "quote" when the media came through another post
     reposted_by: list[str] = field(default_factory=list)  # handles that retweeted it into the timeline
     images: list[FeedImage] = field(default_factory=list)
+    echoes: list[Echo] = field(default_factory=list)  # later posts that carry its images (quotes, reposts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,10 +116,20 @@ def entry_for_post(store: Store, post_id: str) -> FeedEntry | None:
 
 def build_entries(store: Store, keys: Sequence[Any]) -> list[FeedEntry]:
     """Entries for rows of ``entry_id``/``at``/``entered_at`` (as the store's feed queries return them), in order."""
+    ids = [k["entry_id"] for k in keys]
     rows_of: dict[str, list[Any]] = defaultdict(list)
-    for row in store.feed_entry_rows([k["entry_id"] for k in keys]):
+    for row in store.feed_entry_rows(ids):
         rows_of[row["entry_id"]].append(row)
-    return [_entry(k, rows_of[k["entry_id"]]) for k in keys if rows_of[k["entry_id"]]]
+    echoes_of: dict[str, list[Echo]] = defaultdict(list)
+    for row in store.feed_echo_rows(ids):
+        echoes_of[row["entry_id"]].append(Echo(row["id"], row["author_handle"], row["url"], row["via"]))
+    entries = []
+    for key in keys:
+        if rows_of[key["entry_id"]]:
+            entry = _entry(key, rows_of[key["entry_id"]])
+            entry.echoes = echoes_of[key["entry_id"]]
+            entries.append(entry)
+    return entries
 
 
 def _entry(key: Any, rows: list[Any]) -> FeedEntry:

@@ -9,7 +9,9 @@ is the original's id), every other post as itself. So an original that reappears
 accounts, or posted and then retweeted) is one entry. Its time ``at`` is when it *first* appeared in the timeline
 (the earliest timeline post carrying it), so an entry never moves once shown: paging cursors stay valid and feed
 readers see no reordering. ``entered_at`` is when it entered the feed: the later of its post's fetch and its
-image's routing, the earliest such pair of the entry.
+image's routing, the earliest such pair of the entry. **Each image once**: an image belongs to the entry of the first
+post that carried it (``_HOMES``); a later quote or another post with the same bytes does not show it again, and
+is listed on that entry as an echo instead. A post whose every image lives elsewhere is no entry of its own.
 """
 
 from __future__ import annotations
@@ -37,11 +39,22 @@ _PAIRS = (
 )
 _IN_FEED = "i.route = 'feed'"
 
+#: Each feed image's home: the entry of the first post that carried it. An image is shown (and forwarded) under
+#: its home entry only; later posts carrying it (a quote, a repost, the same bytes under another key) are echoes.
+_HOMES = (
+    "SELECT image_id, entry_id FROM ("
+    f"SELECT i.id AS image_id, {ENTRY_KEY} AS entry_id, row_number() OVER ("
+    "PARTITION BY i.id ORDER BY coalesce(p.created_at, p.fetched_at), p.id) AS nth"
+    f" {_PAIRS} WHERE {_IN_FEED}) WHERE nth = 1"
+)
+#: Every (post, feed image) pair of the image's home entry.
+_HOME_PAIRS = f"{_PAIRS} JOIN ({_HOMES}) home ON home.image_id = i.id AND home.entry_id = {ENTRY_KEY}"
+
 #: One row per entry: its key, first appearance and feed entry time.
 _ENTRIES = (
     f"SELECT {ENTRY_KEY} AS entry_id, min(coalesce(p.created_at, p.fetched_at)) AS at,"
     " min(max(coalesce(p.fetched_at, ''), coalesce(i.routed_at, ''))) AS entered_at"
-    f" {_PAIRS} WHERE {_IN_FEED} GROUP BY entry_id"
+    f" {_HOME_PAIRS} WHERE {_IN_FEED} GROUP BY entry_id"
 )
 
 
@@ -83,9 +96,24 @@ class FeedQueries(StoreBase):
                 f"SELECT {ENTRY_KEY} AS entry_id, {_POST_COLUMNS}, m.media_key, m.url AS media_url, m.preview_url,"
                 " pm.position,"
                 " i.sha256, i.width, i.height, i.bytes, i.routed_by, v.p_2d, v.model_version"
-                f" {_PAIRS} LEFT JOIN verdicts v ON v.id = i.verdict_id"
+                f" {_HOME_PAIRS} LEFT JOIN verdicts v ON v.id = i.verdict_id"
                 f" WHERE {_IN_FEED} AND {ENTRY_KEY} IN ({','.join('?' * len(chunk))})"
                 " ORDER BY coalesce(p.created_at, p.fetched_at), p.id, pm.position",
+                chunk,
+            ).fetchall()
+        return rows
+
+    def feed_echo_rows(self, entry_ids: Sequence[str]) -> list[sqlite3.Row]:
+        """Later posts that carry these entries' images from another entry (a quote, a repost of a quote, the same
+        bytes under another key): (home entry_id, the post's id, author_handle, url, via), earliest first."""
+        rows: list[sqlite3.Row] = []
+        for start in range(0, len(entry_ids), _IN_CHUNK):
+            chunk = tuple(entry_ids[start : start + _IN_CHUNK])
+            rows += self.conn.execute(
+                f"SELECT DISTINCT home.entry_id AS entry_id, p.id, p.author_handle, p.url, p.via,"
+                " coalesce(p.created_at, p.fetched_at) AS at"
+                f" {_PAIRS} JOIN ({_HOMES}) home ON home.image_id = i.id AND home.entry_id != {ENTRY_KEY}"
+                f" WHERE {_IN_FEED} AND home.entry_id IN ({','.join('?' * len(chunk))}) ORDER BY at, p.id",
                 chunk,
             ).fetchall()
         return rows
