@@ -32,7 +32,7 @@ def test_train_output_names_both_rules(tmp_path, samples, cli):
     assert "published (margin < 0.3)" in result.stdout
     assert "model v1 is now active" in result.stdout
     again = cli("train", "--from-folders", samples / "train/not2d", samples / "train/2d", "--model", "rf-published",
-                "--threshold", "0.3")
+                "--threshold", "0.3", "--force")  # the published method is worse: it goes live only forced
     assert "model v2 is now active" in again.stdout
     listing = cli("model", "list").stdout
     assert "rf-published" in listing and "lr" in listing
@@ -94,7 +94,8 @@ def test_features_export(samples, tmp_path, cli):
     assert str(data["extractor"]) == "builtin-v3"
 
 
-def test_commands_without_a_model_say_what_to_do(samples, tmp_path, cli):
+def test_commands_without_a_model_say_what_to_do(samples, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("NIJIFEED_STARTER_MODEL", "false")  # else the starter model is trained (test_starter.py)
     result = cli("triage", samples / "inbox", "--out", tmp_path / "o", ok=False)
     assert result.exit_code == 1
     assert "nijifeed train" in result.output

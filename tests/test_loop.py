@@ -77,7 +77,7 @@ def test_train_without_folders_learns_from_labels_and_the_first_folders(queued_d
     with Store.open(queued_dir / "nijifeed.sqlite3") as store:
         before = store.open_review_count()
         answered = label_queue(store, sandbox, limit=4)
-    result = cli("train", "--model", "lr")
+    result = cli("train", "--model", "lr", "--force")  # the mechanism; the guard is tested in test_promotion
     out = result.stdout
     assert f"4 labels from the store, 40 from {SAMPLES / 'train/not2d'}" in out
     assert "before (v1)" in out and "after (v2)" in out and "review rate (CV):" in out
@@ -88,7 +88,7 @@ def test_train_without_folders_learns_from_labels_and_the_first_folders(queued_d
     assert models["version"] == 2 and models["n_train"] == 40 + 4
     assert models["sources"][-1] == LABELS_SOURCE and models["sources"][0].endswith("train/not2d")
     # the next retrain still finds the first folders, through v2's own sources
-    assert "40 from" in cli("train", "--model", "lr").stdout
+    assert "40 from" in cli("train", "--model", "lr", "--force").stdout
 
 
 def test_a_new_model_resolves_the_queue_items_it_is_now_sure_of(queued_dir, sandbox, monkeypatch):
@@ -98,7 +98,7 @@ def test_a_new_model_resolves_the_queue_items_it_is_now_sure_of(queued_dir, sand
         label_queue(store, sandbox, limit=3)
         waiting = [r["id"] for r in store.waiting_for_review()]
         assert waiting
-        result = retrain(settings, store, BuiltinExtractor(), kind="lr")
+        result = retrain(settings, store, BuiltinExtractor(), kind="lr", force=True)
         assert result.version == 2 and result.previous_version == 1
         auto = result.rescored["feed"] + result.rescored["dropped"]
         assert auto > 0 and result.queue_after == result.queue_before - auto
@@ -132,7 +132,7 @@ def test_a_running_pipeline_uses_the_retrained_model_on_its_next_cycle(
             assert versions == {1}
             label_queue(store, box)
             with Store.open(settings.db_path) as other:  # the retrain job has a connection of its own
-                result = retrain(settings, other, extractor, kind="lr")
+                result = retrain(settings, other, extractor, kind="lr", force=True)
             assert result.version == 2
             box.publish(10)
             summary = runner(threading.Event(), True)
@@ -165,7 +165,8 @@ def test_maybe_retrain_waits_for_enough_new_labels(queued_dir, sandbox, monkeypa
 
 
 def test_train_without_anything_to_learn_from_says_so(cli):
-    result = cli("train", ok=False)
+    # without --no-samples, a fresh data dir learns from the bundled samples (test_starter.py)
+    result = cli("train", "--no-samples", ok=False)
     assert result.exit_code == 1 and "need at least 4 images of each class" in result.output
 
 
@@ -184,5 +185,5 @@ def test_train_goes_on_without_folders_that_moved(queued_dir, sandbox, cli, tmp_
         media = store.conn.execute("SELECT image_id, media_key FROM media WHERE image_id IS NOT NULL").fetchall()
         for row in media:
             label(store, row["image_id"], right[row["media_key"]])
-    result = cli("train", "--model", "lr")
+    result = cli("train", "--model", "lr", "--force")  # the mechanism; the guard is tested in test_promotion
     assert "original folders not used" in result.output and "0 from no folders" in result.stdout

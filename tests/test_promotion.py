@@ -23,8 +23,8 @@ def test_a_model_as_good_as_the_active_one_is_not_refused():
     [
         ({**GOOD, "precision_2d": 0.90}, "feed precision 0.900 misses the target 0.98"),
         ({**GOOD, "precision_2d": float("nan")}, "no confident 2D verdicts"),
-        ({**GOOD, "recall_2d": 0.25}, "2D to feed 0.800 → 0.250"),
-        ({**GOOD, "review_rate": 0.52}, "review rate 0.150 → 0.520"),
+        ({**GOOD, "recall_2d": 0.25}, "2D to feed (CV) 0.800 → 0.250"),
+        ({**GOOD, "review_rate": 0.52}, "review rate (CV) 0.150 → 0.520"),
     ],
 )
 def test_each_way_of_being_worse_is_named(new, says):
@@ -81,3 +81,28 @@ def test_eval_on_the_training_images_warns_that_it_is_no_test(trained, samples, 
     result = cli("eval", samples / "train/not2d", samples / "train/2d", "--json")
     assert "no test" in result.stderr
     assert json.loads(result.stdout)["seen_in_training"] > 0
+
+
+def test_a_model_that_misses_the_target_may_still_replace_a_less_precise_one():
+    active = {**GOOD, "precision_2d": 0.95}
+    assert refusals({**GOOD, "precision_2d": 0.96}, active, target_precision=0.98, tolerance=0.05) == []
+    assert refusals({**GOOD, "precision_2d": 0.94}, active, target_precision=0.98, tolerance=0.05)
+
+
+def test_head_to_head_judges_both_models_on_the_same_images():
+    import numpy as np
+
+    from service.classify.promotion import head_to_head
+    from service.classify.uncertainty import Rule
+
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    sure = np.array([0.95, 0.9, 0.92, 0.97, 0.05, 0.1, 0.08, 0.03])
+    unsure = np.array([0.6, 0.55, 0.4, 0.62, 0.45, 0.5, 0.38, 0.41])
+    rule = Rule("margin", 0.3)
+    # By their own CVs the new model looks worse; on the same images it is better: the comparison decides.
+    better = head_to_head(y, sure, rule, unsure, rule, "on 8 images v1 never saw")
+    worse_by_cv = {**GOOD, "recall_2d": 0.4, "review_rate": 0.5}
+    assert refusals(worse_by_cv, GOOD, target_precision=0.98, tolerance=0.05, compared=better) == []
+    reasons = refusals(GOOD, GOOD, target_precision=0.98, tolerance=0.05,
+                       compared=head_to_head(y, unsure, rule, sure, rule, "on 8 images v1 never saw"))
+    assert reasons and all("on 8 images v1 never saw" in r for r in reasons)

@@ -51,7 +51,7 @@ def test_train_from_folders_publishes_the_model_and_its_queue_verdicts_in_one_tr
 
     monkeypatch.setattr(Store, "apply_rescored", apply_rescored)
     with pytest.raises(RuntimeError, match="re-scoring failed"):
-        cli("train", "--from-folders", *FOLDERS, "--model", "lr")
+        cli("train", "--from-folders", *FOLDERS, "--model", "lr", "--force")
     with Store.open(queued_dir / "nijifeed.sqlite3") as store:
         assert int(store.active_model()["version"]) == 1
         assert [int(r["version"]) for r in store.list_models()] == [1]
@@ -64,7 +64,7 @@ def test_train_from_folders_rescores_the_queue_with_the_new_model(queued_dir, cl
         waiting = len(store.waiting_for_review())
         queue_before = store.open_review_count()
     assert waiting
-    out = cli("train", "--from-folders", *FOLDERS, "--model", "lr").stdout
+    out = cli("train", "--from-folders", *FOLDERS, "--model", "lr", "--force").stdout
     assert "model v2 is now active" in out
     assert "before (v1)" in out and "after (v2)" in out
     conn = sqlite3.connect(queued_dir / "nijifeed.sqlite3")

@@ -64,6 +64,8 @@ class TrainedModel:
     version: int | None = None
     #: ``NIJIFEED_THRESHOLD``: replaces the trained rule's thresholds wherever this model decides.
     threshold_override: float | None = None
+    #: Out-of-fold P(2D) of each training image (in ``meta.image_sha256s`` order), from training; not saved.
+    oof_p_2d: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def rule(self) -> Rule:

@@ -134,7 +134,7 @@ def train(
         cv=cv,
         sources=list(data.sources),
     )
-    return TrainedModel(estimator, meta)
+    return TrainedModel(estimator, meta, oof_p_2d=p_oof)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
 """Retraining: people's answers (or labelled folders) train the next model, which sends fewer images to review.
 
 One turn of the active-learning loop: gather a training set (every current label in the store, plus the folders
-the first model was trained from, a person's answer winning over a folder's for the same picture), train as
+the first model was trained from, or the bundled starter samples when it was the starter; a person's answer
+winning over a folder's or a sample's for the same picture), train as
 ``training.train`` always does (grouped CV, threshold from the precision target), then publish: the model file is
 written, and in one transaction the version is registered, made active, and the images still waiting in the
 queue get the new model's verdicts; those it is now sure of leave the queue (``routed_by = 'auto'``). The running
 pipeline picks the new version up on its next batch (``pipeline.build.ActiveModel``).
 
-Training from labelled folders alone (`nijifeed train --from-folders`, the demo's starter model) is the same turn
-with another training set (``folder_training_set``): every new model goes through ``train_and_publish``.
+Training from labelled folders alone (`nijifeed train --from-folders`) or from the bundled samples alone (the
+starter model, ``ensure_starter`` when no model exists yet, `nijifeed train --starter`) is the same turn with
+another training set (``folder_training_set``, ``starter_training_set``): every new model goes through
+``train_and_publish``.
 
 This module composes store, features and training (like ``pipeline.labelled_folders`` does for plain folders);
 the maths stays in ``training``, ``thresholds`` and ``uncertainty``.
@@ -16,16 +19,19 @@ the maths stays in ``training``, ``thresholds`` and ``uncertainty``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from service.classify.promotion import refusals
+from service.classify.promotion import HEAD_TO_HEAD_MIN, Comparison, head_to_head, refusals
 from service.classify.registry import ModelError, TrainedModel, load_model, save_model
 from service.classify.training import TrainingData, near_duplicate_groups, train
 from service.config import Settings
@@ -34,6 +40,7 @@ from service.features import FeatureExtractor, ImageLimits
 from service.features.images import ImageError
 from service.media.cache import ImageCache
 from service.pipeline.labelled_folders import Progress, extract_folder_files, labelled_paths, load_labelled
+from service.pipeline.starter import STARTER_SOURCE, starter_files
 from service.route import Routed, route_all
 from service.store import Store
 
@@ -49,6 +56,7 @@ class Example:
     y: int  # 1 = 2D
     x: np.ndarray
     dhash: int | None  # None when the picture itself is gone (features kept, pixels evicted)
+    group: str | None = None  # a named near-duplicate group (the starter manifest's), if known
 
 
 @dataclass
@@ -59,6 +67,11 @@ class TrainingSet:
     overridden: int = 0  # folder images a person labelled otherwise
     folders: tuple[Path, Path] | None = None
     unusable: list[str] = field(default_factory=list)  # why some labels or files could not be used
+    from_samples: int = 0  # bundled starter samples (``pipeline.starter``)
+
+    @property
+    def samples(self) -> bool:
+        return STARTER_SOURCE in self.data.sources
 
 
 @dataclass
@@ -93,8 +106,9 @@ class RetrainResult:
         t = self.training
         was = f" (was v{self.previous_version})" if self.previous_version else ""
         rate = f"{before:.3f} → {after:.3f}" if before is not None else f"{after:.3f}"
+        samples = f"{t.from_samples} bundled samples, " if t.samples else ""
         trained = (f"model v{self.version}{was} trained on {len(t.data.y)} images ({t.from_labels} labels, "
-                   f"{t.from_folders} from folders); CV review rate {rate}")
+                   f"{samples}{t.from_folders} from folders); CV review rate {rate}")
         if not self.activated:
             return f"{trained}; saved but NOT activated: {'; '.join(self.refused)}"
         return (f"{trained}; queue {self.queue_before} → {self.queue_after} ({self.rescored['feed']} to the feed, "
@@ -106,31 +120,67 @@ class RetrainResult:
 
 def folders_of(sources: Sequence[str]) -> tuple[Path, Path] | None:
     """The (not-2D, 2D) folder pair a model's ``meta.sources`` names, if any."""
-    folders = [s for s in sources if s != LABELS_SOURCE]
+    folders = [s for s in sources if s not in (LABELS_SOURCE, STARTER_SOURCE)]
     return (Path(folders[0]), Path(folders[1])) if len(folders) == 2 else None
+
+
+def is_starter(sources: Sequence[str]) -> bool:
+    """Whether a model with these ``meta.sources`` is a starter model (the bundled samples alone)."""
+    return list(sources) == [STARTER_SOURCE]
+
+
+def _model_sources(store: Store) -> Iterator[list[str]]:
+    """The ``meta.sources`` of every loadable model: the active one first, then the newest first."""
+    rows = sorted(store.list_models(), key=lambda r: (not r["active"], -int(r["version"])))
+    for row in rows:
+        try:
+            yield list(load_model(Path(row["path"])).meta.sources)
+        except ModelError:
+            continue
 
 
 def original_folders(store: Store) -> tuple[Path, Path] | None:
     """The folders the models were trained from: the active model's, else the newest model's that names some.
     Retrained models carry them on in their own ``sources``, so they survive any number of retrains."""
-    rows = sorted(store.list_models(), key=lambda r: (not r["active"], -int(r["version"])))
-    for row in rows:
-        try:
-            folders = folders_of(load_model(Path(row["path"])).meta.sources)
-        except ModelError:
-            continue
+    for sources in _model_sources(store):
+        folders = folders_of(sources)
         if folders is not None:
             return folders
     return None
 
 
-def group_ids(dhashes: Sequence[int | None]) -> np.ndarray:
-    """Near-duplicate groups; a picture without a hash is a group of its own (ids never clash)."""
+def uses_samples(store: Store) -> bool:
+    """Whether the next model from labels keeps the bundled samples: yes when the active model (the first
+    loadable one) had them (the starter, and every retrain after it that was not told `--no-samples`), and on a
+    data dir with no model at all; no after `--no-samples` or a model from the user's own folders."""
+    for sources in _model_sources(store):
+        return STARTER_SOURCE in sources
+    return True
+
+
+def group_ids(dhashes: Sequence[int | None], names: Sequence[str | None] | None = None) -> np.ndarray:
+    """Near-duplicate groups: pictures whose perceptual hashes are close, or that share a named group (the
+    starter manifest's), are one group; a picture with neither is a group of its own (ids never clash)."""
     groups = np.arange(len(dhashes)) + len(dhashes)
     known = [i for i, d in enumerate(dhashes) if d is not None]
     if known:
         groups[known] = near_duplicate_groups([int(dhashes[i]) for i in known])  # type: ignore[arg-type]
-    return groups
+    if not names or not any(names):
+        return groups
+    parent: dict[int, int] = {}
+
+    def find(g: int) -> int:
+        while parent.get(g, g) != g:
+            g = parent[g]
+        return g
+
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name is not None:
+            a, b = find(int(groups[i])), find(int(groups[first.setdefault(name, i)]))
+            if a != b:
+                parent[a] = b
+    return np.array([find(int(g)) for g in groups])
 
 
 def merge(folder: list[Example], labelled: list[Example], sources: list[str]) -> tuple[TrainingData, int]:
@@ -145,7 +195,7 @@ def merge(folder: list[Example], labelled: list[Example], sources: list[str]) ->
         X=np.vstack([e.x for e in examples]) if examples else np.zeros((0, dim), np.float32),
         y=np.array([e.y for e in examples], dtype=int),
         sha256s=[e.sha256 for e in examples],
-        groups=group_ids([e.dhash for e in examples]),
+        groups=group_ids([e.dhash for e in examples], [e.group for e in examples]),
         sources=sources,
     )
     return data, overridden
@@ -160,6 +210,27 @@ def folder_examples(
     got = extract_folder_files(extractor, paths, limits=limits, batch_size=batch_size, store=store)
     examples = [
         Example(sha, int(label_of[path]), x, dhash)
+        for path, sha, x, dhash in zip(got.paths, got.sha256s, got.features, got.dhashes, strict=True)
+    ]
+    return examples, got.failures
+
+
+def starter_examples(
+    extractor: FeatureExtractor,
+    *,
+    limits: ImageLimits,
+    batch_size: int,
+    store: Store,
+    on_progress: Progress | None = None,
+) -> tuple[list[Example], list[ImageError]]:
+    """The bundled starter samples (``pipeline.starter``) with their manifest groups; features cached in the store
+    by content hash like a folder's."""
+    files = starter_files()
+    by_path = {f.path: f for f in files}
+    got = extract_folder_files(extractor, list(by_path), limits=limits, batch_size=batch_size, store=store,
+                               on_progress=on_progress)
+    examples = [
+        Example(sha, by_path[path].label, x, dhash, by_path[path].group)
         for path, sha, x, dhash in zip(got.paths, got.sha256s, got.features, got.dhashes, strict=True)
     ]
     return examples, got.failures
@@ -192,11 +263,15 @@ def store_examples(
     return examples, unusable
 
 
-def training_set(store: Store, extractor: FeatureExtractor, settings: Settings) -> TrainingSet:
-    """Store labels plus the original folders (those still on disk), merged as ``merge`` says."""
+def training_set(
+    store: Store, extractor: FeatureExtractor, settings: Settings, *, samples: bool | None = None
+) -> TrainingSet:
+    """Store labels plus the original folders (those still on disk) and, with ``samples`` (None: as
+    ``uses_samples`` says), the bundled starter samples, merged as ``merge`` says."""
     limits = ImageLimits.from_settings(settings)
     folders = original_folders(store)
     folder_part: list[Example] = []
+    sample_part: list[Example] = []
     unusable: list[str] = []
     if folders is not None:
         try:
@@ -207,13 +282,24 @@ def training_set(store: Store, extractor: FeatureExtractor, settings: Settings) 
         except InputError as exc:
             unusable.append(f"original folders not used: {exc}")
             folders = None
+    with_samples = uses_samples(store) if samples is None else samples
+    if with_samples:
+        try:
+            sample_part, failures = starter_examples(extractor, limits=limits, batch_size=settings.batch_size,
+                                                     store=store)
+            unusable += [f"{f.source}: {f.reason}" for f in failures]
+        except InputError as exc:
+            unusable.append(f"bundled samples not used: {exc}")
+            with_samples = False
     labelled, missing = store_examples(
         store, extractor, cache_dir=settings.cache_dir, limits=limits, batch_size=settings.batch_size
     )
     unusable += missing
-    sources = ([str(folders[0]), str(folders[1])] if folders else []) + [LABELS_SOURCE]
-    data, overridden = merge(folder_part, labelled, sources)
-    return TrainingSet(data, len(folder_part), len(labelled), overridden, folders, unusable)
+    sources = (([str(folders[0]), str(folders[1])] if folders else []) + ([STARTER_SOURCE] if with_samples else [])
+               + [LABELS_SOURCE])
+    data, overridden = merge(folder_part + sample_part, labelled, sources)
+    return TrainingSet(data, len(folder_part), len(labelled), overridden, folders, unusable,
+                       from_samples=len(sample_part))
 
 
 # --- re-scoring the queue and publishing ------------------------------------------------------------------------
@@ -250,7 +336,9 @@ def publish(
     ``refused`` reasons the model is registered (with them) but neither activated nor applied."""
     path = save_model(models_dir, model)
     rule = model.rule
-    metrics = {**model.meta.cv, "not_activated": list(refused)} if refused else model.meta.cv
+    metrics = {**model.meta.cv, "not_activated": list(refused)} if refused else dict(model.meta.cv)
+    if is_starter(model.meta.sources):
+        metrics["starter"] = True  # `model list` and the report mark it
     counts: Counter = Counter()
     with store.transaction():
         version = store.register_model(path, model.meta.extractor, model.meta.kind, rule.threshold, rule.score_kind,
@@ -293,7 +381,8 @@ def train_and_publish(
     )
     cv_before = cv_figures(previous)
     reasons = refusals(model.meta.cv["at_rule"], cv_before["at_rule"] if cv_before else None,
-                       target_precision=target, tolerance=settings.retrain_tolerance)
+                       target_precision=target, tolerance=settings.retrain_tolerance,
+                       compared=compare_on_unseen(store, model, training.data, extractor, settings))
     # The first model goes live whatever its figures: anything routes better than waiting for one.
     forced = bool(reasons) and (force or previous is None)
     rescored = score_waiting(store, model, extractor, settings) if forced or not reasons else []
@@ -316,6 +405,29 @@ def train_and_publish(
     )
 
 
+def compare_on_unseen(
+    store: Store, model: TrainedModel, data: TrainingData, extractor: FeatureExtractor, settings: Settings
+) -> Comparison | None:
+    """The new model against the active one on the training images the active one never saw (see
+    ``promotion``); None when there is no usable active model or too few such images."""
+    row = store.active_model()
+    if row is None or model.oof_p_2d is None:
+        return None
+    try:
+        active = load_model(Path(row["path"]), int(row["version"]))
+        active.check_extractor(extractor.name, extractor.dim)
+    except ModelError:
+        return None
+    active.threshold_override = settings.threshold
+    seen = set(active.meta.image_sha256s)
+    unseen = np.array([i for i, sha in enumerate(data.sha256s) if sha not in seen], dtype=int)
+    if len(unseen) < HEAD_TO_HEAD_MIN or len(set(data.y[unseen].tolist())) < 2:
+        return None
+    y = data.y[unseen]
+    basis = f"on {len(unseen)} images v{active.version} never saw"
+    return head_to_head(y, model.oof_p_2d[unseen], model.rule, active.p_2d(data.X[unseen]), active.rule, basis)
+
+
 def retrain(
     settings: Settings,
     store: Store,
@@ -325,11 +437,13 @@ def retrain(
     target_precision: float | None = None,
     threshold: float | None = None,
     force: bool = False,
+    samples: bool | None = None,
 ) -> RetrainResult:
-    """One turn of the loop (see the module docstring): store labels plus the first folders, trained and
-    published by ``train_and_publish``."""
-    return train_and_publish(settings, store, extractor, training_set(store, extractor, settings), kind=kind,
-                             target_precision=target_precision, threshold=threshold, force=force)
+    """One turn of the loop (see the module docstring): store labels plus the first folders (and the bundled
+    samples, as ``training_set`` says for ``samples``), trained and published by ``train_and_publish``."""
+    training = training_set(store, extractor, settings, samples=samples)
+    return train_and_publish(settings, store, extractor, training, kind=kind, target_precision=target_precision,
+                             threshold=threshold, force=force)
 
 
 def folder_training_set(
@@ -368,6 +482,76 @@ def train_from_folders(
     training = folder_training_set(settings, store, extractor, neg_dir, pos_dir, on_progress=on_progress)
     return train_and_publish(settings, store, extractor, training, kind=kind, target_precision=target_precision,
                              threshold=threshold, force=force)
+
+
+def starter_training_set(
+    settings: Settings, store: Store, extractor: FeatureExtractor, *, on_progress: Progress | None = None
+) -> TrainingSet:
+    """The bundled starter samples alone as a training set (groups: the manifest's, joined with the perceptual
+    hash's); unreadable files are listed in ``unusable``. Raises ``InputError`` when the set is missing."""
+    examples, failures = starter_examples(extractor, limits=ImageLimits.from_settings(settings),
+                                          batch_size=settings.batch_size, store=store, on_progress=on_progress)
+    data, _ = merge(examples, [], [STARTER_SOURCE])
+    return TrainingSet(data, from_samples=len(data.y), unusable=[f"{f.source}: {f.reason}" for f in failures])
+
+
+def train_starter(
+    settings: Settings,
+    store: Store,
+    extractor: FeatureExtractor,
+    *,
+    kind: str | None = None,
+    target_precision: float | None = None,
+    threshold: float | None = None,
+    force: bool = False,
+    on_progress: Progress | None = None,
+) -> RetrainResult:
+    """A starter model (``starter_training_set`` then ``train_and_publish``), for the configured extractor;
+    `nijifeed train --starter`. ``ensure_starter`` is the automatic first one."""
+    training = starter_training_set(settings, store, extractor, on_progress=on_progress)
+    return train_and_publish(settings, store, extractor, training, kind=kind, target_precision=target_precision,
+                             threshold=threshold, force=force)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (waiting for it); the kernel drops it if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def starter_lock_path(settings: Settings) -> Path:
+    return settings.data_dir / "starter.lock"
+
+
+def ensure_starter(settings: Settings, store: Store, extractor: FeatureExtractor) -> RetrainResult | None:
+    """Train and activate the starter model when no model is active (else None), logging what it did.
+
+    Two processes starting together on one data dir train it once: each takes a lock file first, and the second
+    then finds the first one's model active and returns None. Raises ``TrainingError`` or ``InputError`` when
+    the bundled samples cannot be used (missing from the installation, or unreadable by this extractor)."""
+    if store.active_model() is not None:
+        return None
+    with _file_lock(starter_lock_path(settings)):
+        if store.active_model() is not None:
+            return None
+        log.info("no model yet: training the starter model on the bundled labelled samples with %s features "
+                 "(once; `nijifeed train --starter` rebuilds it)", extractor.name)
+        started = time.monotonic()
+        result = train_starter(settings, store, extractor)
+    for reason in result.training.unusable:
+        log.warning("starter model: not used: %s", reason)
+    at_rule = result.model.meta.cv["at_rule"]
+    log.info("starter model v%d trained in %.1f s on %d bundled images (%d 2D) with %s features; grouped CV: "
+             "review rate %.3f, feed precision %.3f, 2D to feed %.3f", result.version, time.monotonic() - started,
+             len(result.training.data.y), int(result.training.data.y.sum()), extractor.name,
+             at_rule["review_rate"], at_rule["precision_2d"], at_rule["recall_2d"])
+    return result
 
 
 def cv_figures(row) -> dict | None:
