@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from service.errors import NijifeedError
 from service.words import ScoreKind
@@ -51,6 +59,11 @@ class Settings(BaseSettings):
     # Image guards
     max_image_bytes: int = Field(20_000_000, ge=1024, description="Files larger than this are refused unread.")
     max_image_pixels: int = Field(60_000_000, ge=10_000, description="Pillow's decompression-bomb limit.")
+    max_decode_bytes: int = Field(
+        256 * 2**20, ge=2**20,
+        description="The most memory one image's decode may take, in bytes: pixels times the bytes per pixel of its "
+        "mode and bit depth, with the RGB conversion's copies; larger images are refused before decoding.",
+    )
 
     # Classification and the reject rule
     model: Literal["et", "rf", "rf-published", "lr", "hgb", "svm", "ensemble"] = "et"
@@ -81,6 +94,14 @@ class Settings(BaseSettings):
     x_max_results: int = Field(100, ge=5, le=100, description="Posts per page; reads are billed per post.")
     x_max_pages: int = Field(8, ge=1, le=50, description="Pages followed back to the last seen post per poll.")
     x_read_cost_usd: float = Field(0.005, ge=0, description="Estimated price of one post read, for the cost line.")
+    x_daily_read_limit: int = Field(
+        0, ge=0, description="At most this many posts read per UTC day (the unit X bills, referenced posts included); "
+        "when the next page could pass it, polling pauses until the next UTC day. 0: no limit.",
+    )
+    x_first_poll_posts: int = Field(
+        100, ge=5, le=800, description="The first poll of a fresh data dir (no cursor yet) reads at most this many "
+        "posts instead of the API's whole 800-post window.",
+    )
     x_retries: int = Field(3, ge=0, le=10, description="Retries of 5xx answers, timeouts and connection errors.")
     x_backoff: float = Field(1.0, gt=0, le=60, description="Base seconds of the exponential backoff (with jitter).")
     folder_recursive: bool = Field(False, description="folder source: look in subfolders too.")
@@ -100,6 +121,12 @@ class Settings(BaseSettings):
     # Web
     web_host: str = Field("127.0.0.1", description="Address the web page binds; elsewhere needs web_token.")
     web_port: int = Field(8000, ge=1, le=65535)
+    web_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra names the web face answers to in the Host header (a reverse proxy's public name, a "
+        "published port): NAME (any port) or NAME:PORT. The bound address and loopback names at the bound port are "
+        "always accepted; any other Host is refused (DNS rebinding).",
+    )
 
     # Routing
     audit_rate: float = Field(0.02, ge=0, le=1, description="Share of confident verdicts also sent to review.")
@@ -111,6 +138,10 @@ class Settings(BaseSettings):
     review_audit_every: int = Field(5, ge=1, le=100, description="One audit item in every this many shown.")
     retrain_after_labels: int = Field(
         20, ge=0, description="Retrain once this many new labels exist since the last training; 0 disables."
+    )
+    starter_model: bool = Field(
+        True, description="With no model yet, train the starter model on the bundled labelled samples at the first "
+        "command that needs a model (run, poll, demo, triage, eval), so the first poll is already classified.",
     )
 
     # Web and forwarders
@@ -145,6 +176,13 @@ class Settings(BaseSettings):
     def _base_url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("expected an http(s) URL such as https://api.twitter.com")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        if not parts.hostname:
+            raise ValueError("the URL has no host")
         return value.rstrip("/")
 
     @field_validator("forward_webhook_url")
@@ -154,10 +192,32 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s) URL")
         return value
 
+    @field_validator("web_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        names = [name.strip().lower() for name in value]
+        for name in names:
+            if not re.fullmatch(r"(\[[0-9a-f:.%]+\]|[a-z0-9._-]+)(:[0-9]{1,5})?", name):
+                raise ValueError(f"{name!r} is not a host name, NAME:PORT or [IPv6]:PORT (no scheme, no path)")
+        return names
+
     @field_validator("i2v_model", "onnx_model", "onnx_preset")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value is not None else None
+        try:
+            return value.expanduser() if value is not None else None
+        except RuntimeError:  # ~user of no known user, or no home directory at all
+            raise ValueError(f"cannot expand {str(value).split('/')[0]}: no such home directory") from None
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: Path) -> Path:
+        if "\x00" in str(value):
+            raise ValueError("a path cannot contain a NUL character")
+        existing = next((path for path in (value, *value.parents) if path.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ValueError("exists and is not a directory" if existing == value else f"{existing} is not a directory")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -174,7 +234,12 @@ class Settings(BaseSettings):
             path = Path(config_file).expanduser()
             if not path.is_file():
                 raise ConfigError(f"NIJIFEED_CONFIG: no such file: {path}")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"NIJIFEED_CONFIG: {path} is not valid TOML: {_one_line(exc)}") from None
+            except OSError as exc:
+                raise ConfigError(f"NIJIFEED_CONFIG: cannot read {path}: {exc.strerror or exc}") from None
         return tuple(sources)
 
     # Paths derived from data_dir, in one place so every part agrees on the layout.
@@ -198,14 +263,33 @@ class Settings(BaseSettings):
 _SECRET_HINT = re.compile(r"secret|token|key|password", re.IGNORECASE)
 
 
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    """Whether the setting at ``loc`` holds a secret: its name says so, or it is a ``SecretStr`` field (the
+    webhook URL, whose path or query may carry a token). Its value is then never shown."""
+    name = str(loc[0]) if loc else ""
+    if _SECRET_HINT.search(".".join(str(part) for part in loc)):
+        return True
+    info = Settings.model_fields.get(name)
+    return info is not None and SecretStr in (info.annotation, *get_args(info.annotation))
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings, turning pydantic's report into one message per bad setting, named as the user sets it."""
     try:
         return Settings(**overrides)
+    except SettingsError as exc:  # a value pydantic-settings could not parse before validation (a list's JSON)
+        found = re.search(r'field "([^"]+)"', str(exc))
+        name = f"NIJIFEED_{found.group(1).upper()}" if found else "settings"
+        raise ConfigError(f"{name}: cannot parse the value ({_one_line(exc.__cause__ or exc)}); a list is "
+                          'written as JSON: ["a","b"]') from None
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "settings"
-            shown = "***" if _SECRET_HINT.search(field) else repr(error.get("input"))
+            shown = "***" if _is_secret(tuple(error["loc"])) else repr(error.get("input"))
             lines.append(f"NIJIFEED_{field.upper()}: {error['msg']} (got {shown})")
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(lines[0] if len(lines) == 1 else "invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

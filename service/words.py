@@ -38,8 +38,9 @@ MEDIA_STATUSES: tuple[MediaStatus, ...] = get_args(MediaStatus)
 #: Column order of every (n, 2) probability array: index 1 is "2d".
 CLASSES: tuple[Label, Label] = ("not2d", "2d")
 
-#: File suffixes read as images from folders (the decoder still decides by content what it accepts).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+#: File suffixes read as images from folders: those of the formats the decoder accepts (JPEG, PNG, WebP, GIF;
+#: ``features.images.ACCEPTED_FORMATS``), which still decides by content, whatever a file is named.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
 
 #: How many of the latest review answers stay undoable.
 UNDO_DEPTH = 10

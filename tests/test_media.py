@@ -39,6 +39,9 @@ HUGE_TOTAL = 64 * 1024 * 1024
 LIMIT = 1_000_000
 #: No TLS here; a context without CA certificates spares each client loading them (100+ ms on a busy machine).
 NO_CA_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+#: The allowlist entries of the two test servers, ``127.0.0.1:<main port>`` and ``localhost:<other port>`` (the
+#: allowlist matches host and port), set once they are started.
+HOSTS: dict[str, str] = {"main": "127.0.0.1:1", "other": "localhost:1"}
 
 
 # ------------------------------------------------------------------------------------------------ test server
@@ -189,6 +192,7 @@ def _start(host: str) -> MediaServer:
 def servers():
     main, other = _start("127.0.0.1"), _start("127.0.0.1")  # `other` is reached as "localhost"
     main.peer = other
+    HOSTS.update(main=f"127.0.0.1:{main.server_address[1]}", other=f"localhost:{other.server_address[1]}")
     yield main, other
     for server in (main, other):
         server.shutdown()
@@ -211,7 +215,7 @@ def server(servers) -> MediaServer:
 
 def downloader(**overrides) -> Downloader:
     options = dict(
-        allowed_hosts=frozenset({"127.0.0.1"}),
+        allowed_hosts=frozenset({HOSTS["main"]}),
         concurrency=4,
         timeout=2.0,
         retries=2,
@@ -224,10 +228,10 @@ def downloader(**overrides) -> Downloader:
     return Downloader(**options)
 
 
-def fetch(url: str, **overrides) -> Download:
+def fetch(url: str, kind: str = "photo", **overrides) -> Download:
     async def go() -> Download:
         async with downloader(**overrides) as dl:
-            return await dl.fetch("k1", url)
+            return await dl.fetch("k1", url, kind)
 
     return asyncio.run(go())
 
@@ -297,7 +301,7 @@ def test_connection_refused_is_retryable():
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    result = fetch(f"http://127.0.0.1:{port}/x.png", retries=1)
+    result = fetch(f"http://127.0.0.1:{port}/x.png", retries=1, allowed_hosts=frozenset({f"127.0.0.1:{port}"}))
     assert result.error == "connection error (ConnectError) after 2 attempts"
     assert result.retryable and result.status is None
 
@@ -339,13 +343,13 @@ def test_redirect_to_a_disallowed_host_is_refused_without_connecting(servers, se
     assert sum(other.hits.values()) == 0  # never connected there
     result = fetch(f"{server.base}/to-evil")
     assert result.error == "redirect refused: host not allowed: evil.example"
-    result = fetch(f"{server.base}/to-plain-http", allowed_hosts=frozenset({"127.0.0.1", "pbs.twimg.com"}))
+    result = fetch(f"{server.base}/to-plain-http", allowed_hosts=frozenset({HOSTS["main"], "pbs.twimg.com"}))
     assert result.error == "redirect refused: plain http not allowed: pbs.twimg.com"
 
 
 def test_redirect_to_another_allowed_host_is_followed(servers, server):
     _, other = servers
-    result = fetch(f"{server.base}/to-peer", allowed_hosts=frozenset({"127.0.0.1", "localhost"}))
+    result = fetch(f"{server.base}/to-peer", allowed_hosts=frozenset({HOSTS["main"], HOSTS["other"]}))
     assert result.ok and other.hits["/plain.png"] == 1
 
 
@@ -438,26 +442,29 @@ def test_logs_never_show_query_tokens(server, caplog):
 
 
 def test_file_urls(tmp_path):
+    def local(url: str) -> Download:  # the folder source's own files: kind "file", under the configured folder
+        return fetch(url, "file", local_root=tmp_path)
+
     image = tmp_path / "a b.png"
     image.write_bytes(IMAGE)
-    result = fetch(image.as_uri())
+    result = local(image.as_uri())
     assert result.ok and result.data == IMAGE and result.attempts == 1
 
     big = tmp_path / "big.png"
     big.write_bytes(b"\0" * (LIMIT + 1))
-    assert fetch(big.as_uri()).error == f"too large (>{LIMIT} bytes)"
-    assert fetch((tmp_path / "gone.png").as_uri()).error == "no such file"
-    assert fetch(tmp_path.as_uri()).error == "not a regular file"
-    assert fetch("file:relative/a.png").error == "file url must name an absolute path"
-    assert fetch("file://otherhost/etc/passwd").error == "file url with a host not allowed: otherhost"
-    assert not fetch(big.as_uri()).retryable
+    assert local(big.as_uri()).error == f"too large (>{LIMIT} bytes)"
+    assert local((tmp_path / "gone.png").as_uri()).error == "no such file"
+    assert local(tmp_path.as_uri()).error == "not a regular file"
+    assert local("file:relative/a.png").error == "file url must name an absolute path"
+    assert local("file://otherhost/etc/passwd").error == "file url with a host not allowed: otherhost"
+    assert not local(big.as_uri()).retryable
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_file_url_to_a_fifo_does_not_hang(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    assert fetch(fifo.as_uri()).error == "not a regular file"
+    assert fetch(fifo.as_uri(), "file", local_root=tmp_path).error == "not a regular file"
 
 
 def test_file_url_path():
@@ -546,7 +553,7 @@ def test_variant_names():
 
 def test_check_url():
     hosts = default_allowed_hosts("http://127.0.0.1:8080/2")
-    assert hosts == {"pbs.twimg.com", "video.twimg.com", "abs.twimg.com", "127.0.0.1"}
+    assert hosts == {"pbs.twimg.com", "video.twimg.com", "abs.twimg.com", "127.0.0.1:8080"}
     assert default_allowed_hosts("https://api.x.com", extra=["Media.Example."]) >= {"api.x.com", "media.example"}
     assert check_url("https://pbs.twimg.com/media/a?format=jpg&name=small", hosts) is None
     assert check_url("https://PBS.twimg.com./media/a.jpg", hosts) is None
@@ -557,7 +564,7 @@ def test_check_url():
     assert check_url(f"https://{lookalike}/a.jpg", hosts) == f"host not allowed: {lookalike}"
     assert check_url("ftp://pbs.twimg.com/a.jpg", hosts) == "scheme not allowed: ftp"
     assert check_url("file:///etc/passwd", hosts) == "scheme not allowed: file"
-    loopback = frozenset({"localhost", "::1", "127.0.0.1"})
+    loopback = frozenset({"localhost:1", "[::1]:1", "127.0.0.1"})
     assert check_url("http://localhost:1/a", loopback) is None
     assert check_url("http://[::1]:1/a", loopback) is None
 

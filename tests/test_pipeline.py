@@ -124,6 +124,7 @@ def test_without_a_model_images_wait_and_are_routed_after_training(
 ):
     data_dir = tmp_path / "fresh"
     monkeypatch.setenv("NIJIFEED_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("NIJIFEED_STARTER_MODEL", "false")  # with it, the first poll is routed (test_starter.py)
     monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
     use(monkeypatch, sandbox)
     assert "waiting for a model" in cli("poll").stdout
@@ -142,6 +143,7 @@ def test_an_unrouted_image_whose_local_copy_is_gone_is_downloaded_again(
     """Issue 9: a waiting image whose cached file disappeared was failed for good ("local copy missing")."""
     data_dir = tmp_path / "fresh"
     monkeypatch.setenv("NIJIFEED_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("NIJIFEED_STARTER_MODEL", "false")
     monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
     use(monkeypatch, sandbox)
     cli("poll")  # no model yet: everything is downloaded and waits
@@ -222,6 +224,7 @@ def test_bad_source_option_names_the_setting(trained, cli):
 def test_a_failed_fetch_still_processes_what_is_stored(samples, sandbox, cli, monkeypatch, tmp_path, no_proxy):
     monkeypatch.setenv("NIJIFEED_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.setenv("NIJIFEED_X_BEARER_TOKEN", BEARER_TOKEN)
+    monkeypatch.setenv("NIJIFEED_STARTER_MODEL", "false")
     use(monkeypatch, sandbox)
     cli("poll")  # no model yet: images downloaded, waiting
     cli("train", "--from-folders", samples / "train/not2d", samples / "train/2d", "--model", "lr")

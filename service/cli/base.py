@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleRenderable
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from service.classify.registry import TrainedModel
 from service.config import ConfigError, Settings, load_settings
@@ -22,6 +23,7 @@ from service.errors import NijifeedError
 from service.features import FeatureExtractor, ImageLimits, make_extractor
 from service.features.images import ImageError
 from service.store import Store
+from service.terminal import clean
 
 if TYPE_CHECKING:
     from service.pipeline.retrain import RetrainResult
@@ -42,6 +44,11 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
+        data_dir = self.settings.data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a bad NIJIFEED_DATA_DIR, said as one line like the other bad settings
+            raise ConfigError(f"NIJIFEED_DATA_DIR: cannot create {data_dir}: {exc.strerror or exc}") from None
         return Store.open(self.settings.db_path)
 
     @cached_property
@@ -55,7 +62,7 @@ class Context:
     def active_model(self) -> TrainedModel:
         from service.pipeline.build import ActiveModel
 
-        return ActiveModel(self.store, self.extractor, self.settings.threshold).load()
+        return ActiveModel.from_settings(self.settings, self.store, self.extractor).load()
 
 
 def ctx_of(ctx: typer.Context) -> Context:
@@ -64,8 +71,22 @@ def ctx_of(ctx: typer.Context) -> Context:
 
 def fail(exc: NijifeedError) -> typer.Exit:
     """Print a user error as one red line; the exit to raise carries the error's own status."""
-    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    print_error(exc)
     return typer.Exit(exc.exit_code)
+
+
+def print_error(message: object, label: str = "error:", style: str = "red") -> None:
+    """``label`` in ``style``, then ``message`` cleaned of terminal escapes and never read as markup (messages
+    quote paths, URLs, names and API answers); soft-wrapped, so one line stays one line however long."""
+    err.print(Text.assemble((label, style), " ", clean(message, newlines=True)), highlight=False, soft_wrap=True)
+
+
+class CleanRichHandler(RichHandler):
+    """Rich's log handler, with every record's text cleaned of terminal escapes (log lines quote API answers,
+    file names and post fields)."""
+
+    def render_message(self, record: logging.LogRecord, message: str) -> ConsoleRenderable:
+        return super().render_message(record, clean(message, newlines=True))
 
 
 def command(group: typer.Typer = app, name: str | None = None):
@@ -91,7 +112,7 @@ def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
     except ConfigError as exc:
         raise fail(exc) from None
     level = "DEBUG" if verbose else settings.log_level
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    logging.basicConfig(level=level, format="%(message)s", handlers=[CleanRichHandler(console=err, show_path=False)])
     if not verbose:
         # One line per request or job run drowns the one line per cycle that matters.
         for chatty in ("httpx", "httpcore", "apscheduler", "tweepy", "uvicorn.access"):
@@ -109,7 +130,7 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
 
 def report_failures(failures: list[ImageError]) -> None:
     for failure in failures:
-        err.print(f"[yellow]skipped[/yellow] {failure.source}: {failure.reason}", highlight=False)
+        print_error(f"{failure.source}: {failure.reason}", "skipped", "yellow")
 
 
 def fmt(value: float) -> str:
@@ -144,8 +165,8 @@ def train_on_folders(
     threshold: float | None = None,
     force: bool = False,
 ) -> RetrainResult:
-    """`train --from-folders` and the demo's starter model: the pipeline's folder training set (with a progress
-    bar and the files it skipped), then its one train-and-publish, saying what it trains on."""
+    """`train --from-folders`: the pipeline's folder training set (with a progress bar and the files it skipped),
+    then its one train-and-publish, saying what it trains on."""
     import numpy as np
 
     from service.features.images import list_images
@@ -157,7 +178,7 @@ def train_on_folders(
         training = folder_training_set(settings, app_ctx.store, app_ctx.extractor, neg_dir, pos_dir,
                                        on_progress=advance)
     for reason in training.unusable:
-        err.print(f"[yellow]skipped[/yellow] {reason}", highlight=False)
+        print_error(reason, "skipped", "yellow")
     data = training.data
     console.print(
         f"training [bold]{kind or settings.model}[/bold] on {len(data.y)} images ({int(data.y.sum())} 2D, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
@@ -35,6 +35,9 @@ from service.features.images import list_images
 from service.pipeline import labelled_folders
 from service.route import FOLDER_OF_VERDICT
 
+if TYPE_CHECKING:
+    from service.pipeline.retrain import RetrainResult
+
 # --- train / triage / eval / features --------------------------------------------------------------------------
 
 
@@ -50,27 +53,46 @@ def train(
     target_precision: Annotated[Optional[float], typer.Option(help="2D precision the threshold aims for")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="fixed threshold instead of the precision target")] = None,
     force: Annotated[bool, typer.Option("--force", help="activate the new model even if it is worse")] = False,
+    starter: Annotated[
+        bool, typer.Option("--starter", help="rebuild the starter model: the bundled labelled samples alone")
+    ] = False,
+    samples: Annotated[
+        Optional[bool],
+        typer.Option("--samples/--no-samples",
+                     help="with your labels, keep (or leave out) the bundled samples; default: as the active model")
+    ] = None,
 ) -> None:
-    """Learn "2D or not" from labelled folders, or from your review answers plus the folders first used; report
-    CV figures before and after, activate the new model and re-score the images waiting for review. A model worse
-    than the active one (see NIJIFEED_RETRAIN_TOLERANCE) is saved but not activated, unless --force."""
+    """Learn "2D or not" from your review answers plus what the first model learnt from (the bundled samples of
+    the starter model, or the folders first used), from labelled folders, or (--starter) from the bundled samples
+    alone; report CV figures before and after, activate the new model and re-score the images waiting for review.
+    A model worse than the active one (see NIJIFEED_RETRAIN_TOLERANCE) is saved but not activated, unless --force."""
     from service.pipeline.retrain import retrain
 
     app_ctx = ctx_of(ctx)
     kind = model or app_ctx.settings.model
     if kind not in MODELS:
         raise InputError(f"unknown model {kind!r}; choose one of: {', '.join(MODELS)}")
+    if starter and from_folders is not None:
+        raise InputError("--starter and --from-folders are two different training sets: choose one")
+    if samples is not None and (starter or from_folders is not None):
+        raise InputError("--samples/--no-samples goes with training on your labels, not with --starter or "
+                         "--from-folders")
     if from_folders is not None:
         result = train_on_folders(app_ctx, *from_folders, kind=kind, target_precision=target_precision,
                                   threshold=threshold, force=force)
+    elif starter:
+        result = _train_starter(app_ctx, kind=kind, target_precision=target_precision, threshold=threshold,
+                                force=force)
     else:
         with console.status("gathering labels and features"):
             result = retrain(app_ctx.settings, app_ctx.store, app_ctx.extractor, kind=kind,
-                             target_precision=target_precision, threshold=threshold, force=force)
+                             target_precision=target_precision, threshold=threshold, force=force, samples=samples)
         t = result.training
         folders = f"{t.folders[0]} and {t.folders[1]}" if t.folders else "no folders"
-        console.print(f"trained [bold]{kind}[/bold] on {len(t.data.y)} images: {t.from_labels} labels from the "
-                      f"store, {t.from_folders} from {folders} ({t.overridden} folder answers overridden by a label)")
+        parts = [f"{t.from_labels} labels from the store", f"{t.from_folders} from {folders}",
+                 f"{t.from_samples} bundled samples" if t.samples else "no bundled samples"]
+        console.print(f"trained [bold]{kind}[/bold] on {len(t.data.y)} images: {', '.join(parts)} ({t.overridden} "
+                      "folder or sample answers overridden by a label)", highlight=False)
         for reason in t.unusable:
             err.print(f"[yellow]not used[/yellow] {reason}", highlight=False)
     trained, rescored, cv_before = result.model, result.rescored, result.cv_before
@@ -94,6 +116,27 @@ def train(
     if result.refused:
         console.print(f"[yellow]activated although[/yellow] {escape('; '.join(result.refused))}")
     console.print(f"model v{trained.version} is now active")
+
+
+def _train_starter(app_ctx: Context, *, kind: str, target_precision: float | None, threshold: float | None,
+                   force: bool) -> RetrainResult:
+    """`train --starter`: the bundled samples' training set (with a progress bar), trained and published."""
+    from service.pipeline.retrain import starter_training_set, train_and_publish
+    from service.pipeline.starter import starter_dir, starter_files
+
+    settings = app_ctx.settings
+    with progress_bar(len(starter_files()), "features") as advance:
+        training = starter_training_set(settings, app_ctx.store, app_ctx.extractor, on_progress=advance)
+    for reason in training.unusable:
+        err.print(f"[yellow]skipped[/yellow] {reason}", highlight=False)
+    data = training.data
+    console.print(
+        f"training the starter model ([bold]{kind}[/bold]) on {len(data.y)} bundled samples ({int(data.y.sum())} 2D, "
+        f"{int((data.y == 0).sum())} not 2D, {len(np.unique(data.groups))} near-duplicate groups) from "
+        f"{starter_dir()}, features: {app_ctx.extractor.name}", highlight=False
+    )
+    return train_and_publish(settings, app_ctx.store, app_ctx.extractor, training, kind=kind,
+                             target_precision=target_precision, threshold=threshold, force=force)
 
 
 def labelled_data(app_ctx: Context, neg_dir: Path, pos_dir: Path) -> TrainingData:
@@ -232,7 +275,8 @@ def model_info(
     app_ctx = ctx_of(ctx)
     row = app_ctx.store.active_model()
     if row is None:
-        err.print("[red]error:[/red] no active model yet: run `nijifeed train --from-folders NEG_DIR POS_DIR`")
+        err.print("[red]error:[/red] no active model yet: run `nijifeed train --starter` (the bundled samples) or "
+                  "`nijifeed train --from-folders NEG_DIR POS_DIR`")
         raise typer.Exit(1)
     try:
         model = load_model(Path(row["path"]), int(row["version"]))
@@ -257,13 +301,16 @@ def model_list(ctx: typer.Context) -> None:
     """Every trained model, with its cross-validated figures."""
     rows = ctx_of(ctx).store.list_models()
     table = Table(title="models")
-    for column in ("version", "active", "kind", "extractor", "threshold", "CV review", "CV precision", "created"):
+    for column in ("version", "active", "starter", "kind", "extractor", "threshold", "CV review", "CV precision",
+                   "created"):
         table.add_column(column)
     for row in rows:
-        cv = json.loads(row["metrics_json"] or "{}").get("at_rule", {})
+        metrics = json.loads(row["metrics_json"] or "{}")
+        cv = metrics.get("at_rule", {})
         table.add_row(
             str(row["version"]),
             "●" if row["active"] else "",
+            "starter" if metrics.get("starter") else "",
             row["kind"],
             row["extractor"],
             f"{row['threshold']:g}",

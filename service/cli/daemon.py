@@ -4,12 +4,11 @@ local X API sandbox). They parse options and print; ``pipeline.service.Service``
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from service.cli.base import Context, command, console, ctx_of, err, print_training_report, train_on_folders
+from service.cli.base import Context, command, console, ctx_of, err, print_training_report
 from service.cli.status import print_status
 
 if TYPE_CHECKING:
@@ -76,10 +75,13 @@ def demo(
     reveal: Annotated[int, typer.Option(help="posts on the sandbox timeline at the start")] = 20,
     publish: Annotated[int, typer.Option(help="new posts appearing on the sandbox before each later poll")] = 8,
 ) -> None:
-    """The whole service on this machine: a local X API sandbox with a sample timeline, and the daemon against it.
+    """The whole service on this machine: a local X API sandbox with a sample timeline that never runs out, and
+    the daemon against it.
 
-    Trains a model on the bundled samples at first use. Data goes to DATA_DIR/demo, apart from your own.
+    Uses the starter model (trained on the bundled samples at first use). Data goes to DATA_DIR/demo, apart from
+    your own.
     """
+    from service.pipeline.retrain import ensure_starter
     from service.pipeline.service import Service
 
     base = ctx_of(ctx).settings
@@ -92,14 +94,16 @@ def demo(
                 "x_bearer_token": _secret("demo-user-token"),
                 "poll_interval": interval,
                 "poll_jitter": 0.0,
+                "starter_model": True,
             }
         )
         app_ctx = Context(settings)
         if app_ctx.store.active_model() is None:
-            console.rule("first start: training on the bundled samples")
-            samples = _samples_dir()
-            trained = train_on_folders(app_ctx, samples / "train" / "not2d", samples / "train" / "2d")
-            print_training_report(trained.model)
+            console.rule("first start: the starter model, trained on the bundled samples")
+            with console.status("training the starter model on the bundled samples"):
+                trained = ensure_starter(settings, app_ctx.store, app_ctx.extractor)
+            if trained is not None:
+                print_training_report(trained.model)
         console.rule(f"daemon against the sandbox at {sandbox.url}")
         with Service.from_settings(settings, extractor=app_ctx.extractor, max_cycles=cycles,
                                    after_cycle=lambda: sandbox.publish(publish), any_port=True) as service:
@@ -128,8 +132,3 @@ def _secret(value: str):
 
     return SecretStr(value)
 
-
-def _samples_dir() -> Path:
-    from importlib.resources import files
-
-    return Path(str(files("service") / "samples"))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
-from service.cli.base import command, console, ctx_of, err
+from service.cli.base import command, console, ctx_of, print_error
 from service.feed import FeedEntry, feed_entries
 from service.feed.times import parse_since
+from service.terminal import clean, json_text
 
 
 @command()
@@ -28,7 +29,7 @@ def feed(
     bound = parse_since(since) if since else None
     entries = feed_entries(ctx_of(ctx).store, limit=limit, since=bound)
     if as_json:
-        print(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
+        print(json_text([e.to_dict() for e in entries], indent=2))
         return
     for entry in entries:
         _print_entry(entry)
@@ -37,16 +38,21 @@ def feed(
 
 
 def _print_entry(entry: FeedEntry) -> None:
-    who = f"{entry.author_name or ''} @{entry.author_handle or '?'}".strip()
-    console.print(f"[bold]{who}[/bold] · {entry.created_at} · {entry.url}", highlight=False)
+    """Every field comes from the timeline: cleaned of terminal escapes and given to rich as Text, never markup."""
+    who = f"{clean(entry.author_name)} @{clean(entry.author_handle) or '?'}".strip()
+    _line(Text.assemble((who, "bold"), f" · {clean(entry.created_at)} · {clean(entry.url)}"))
     if entry.reposted_by:
-        console.print(f"  ↻ retweeted by {', '.join('@' + h for h in entry.reposted_by)}", highlight=False)
+        _line(Text(f"  ↻ retweeted by {', '.join('@' + clean(h) for h in entry.reposted_by)}"))
     if entry.text:
-        console.print(f"  {entry.text}", highlight=False, markup=False)
+        _line(Text(f"  {clean(entry.text, newlines=True)}"))
     for image in entry.images:
         p = "?" if image.p_2d is None else f"{image.p_2d:.2f}"
         how = "labelled 2D" if image.routed_by == "label" else f"model v{image.model_version}"
-        console.print(f"  🖼  {image.url}  p(2D)={p} ({how})", highlight=False)
+        _line(Text(f"  🖼  {clean(image.url)}  p(2D)={p} ({how})"))
+
+
+def _line(text: Text) -> None:
+    console.print(text, highlight=False, emoji=False)
 
 
 @command()
@@ -69,5 +75,5 @@ def web(
         serve_forever(settings, on_start=lambda url: console.print(f"nijifeed web: {url}/ (Ctrl-C stops)",
                                                                    highlight=False))
     except OSError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(exc)
         raise typer.Exit(1) from None

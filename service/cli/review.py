@@ -11,12 +11,14 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from service.cli.base import Context, app, command, console, ctx_of, err, fail
+from service.cli.base import Context, app, command, console, ctx_of, err, fail, print_error
 from service.errors import NijifeedError
 from service.review import UndoError, open_items, parse_label, resolve
 from service.review import label as label_image
 from service.review import undo as undo_label
+from service.terminal import clean
 
 review_app = typer.Typer(
     invoke_without_command=True,
@@ -94,9 +96,10 @@ def review_list(
     table = Table(title=f"review queue ({len(items)} shown of {app_ctx.store.open_review_count()})")
     for column in ("image", "media_key", "why", "p(2D)", "margin", "author", "url"):
         table.add_column(column)
-    for item in items:
-        table.add_row(str(item.image_id), item.media_key or "", item.reason, _num(item.p_2d), _num(item.margin),
-                      f"@{item.author_handle}" if item.author_handle else "", item.post_url or item.url or "")
+    for item in items:  # fields from the timeline: cleaned, and cells of Text so that none is read as markup
+        table.add_row(str(item.image_id), Text(clean(item.media_key)), item.reason, _num(item.p_2d), _num(item.margin),
+                      Text(f"@{clean(item.author_handle)}" if item.author_handle else ""),
+                      Text(clean(item.post_url or item.url)))
     console.print(table)
 
 
@@ -125,7 +128,7 @@ def review_undo(ctx: typer.Context) -> None:
     try:
         record = undo_label(ctx_of(ctx).store)
     except UndoError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(exc)
         raise typer.Exit(1) from None
     route = record["image"]["route"] or "unrouted"
     console.print(f"image {record['image_id']}: answer {record['label']} taken back; it is back in {route}",
@@ -175,7 +178,7 @@ def review_export(
     result = export_queue(app_ctx.store, folder, cache_dir=app_ctx.settings.cache_dir,
                           audit_every=app_ctx.settings.review_audit_every)
     console.print(f"{len(result.written)} images written to {folder}; sort them into {folder / '2d'} and "
-                  f"{folder / 'not2d'}, then run `nijifeed review import {folder}`", highlight=False)
+                  f"{folder / 'not2d'}, then run `nijifeed review import {folder}`", highlight=False, markup=False)
     if result.already_sorted:
         console.print(f"{result.already_sorted} already sorted there and not imported yet: not written again")
     if result.not_cached:
@@ -199,8 +202,8 @@ def review_import(ctx: typer.Context, folder: Annotated[Path, typer.Argument(hel
                          ("in both 2d/ and not2d/", result.conflicts)):
         if paths:
             err.print(f"[yellow]{len(paths)} {title}, not used:[/yellow]", highlight=False)
-            for path in paths:
-                err.print(f"  {path}", highlight=False)
+            for path in paths:  # names of files someone put there
+                err.print(Text(f"  {clean(path)}"), highlight=False)
     if result.unknown or result.changed or result.conflicts:
         raise typer.Exit(1)
 
@@ -236,7 +239,8 @@ def report(
     for m in data.models:
         audit = m.audit_precision
         models.add_row(
-            f"v{m.version}{' ●' if m.active else ''}", m.created_at[:16].replace("T", " "), m.kind,
+            f"v{m.version}{' ●' if m.active else ''}", m.created_at[:16].replace("T", " "),
+            f"{m.kind} (starter)" if m.starter else m.kind,
             "—" if m.threshold is None else f"{m.threshold:g}", str(m.cv_n or "—"), _pct(m.cv_review_rate),
             _pct(m.cv_precision), _pct(m.cv_recall), str(m.live_images), _pct(m.live_review_rate),
             f"{audit['value']:.1%} (n={audit['n']})" if audit else "—",

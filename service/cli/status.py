@@ -8,11 +8,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from service.cli.base import app, command, console, ctx_of
 from service.config import Settings
 from service.errors import InputError
 from service.store import Store
+from service.terminal import clean
 from service.words import MEDIA_STATUSES
 
 media_app = typer.Typer(no_args_is_help=True, help="Every image the service has seen, and what happened to it.")
@@ -59,7 +61,7 @@ def print_status(store: Store, settings: Settings) -> None:
     table.add_row("review queue", str(payload["review_queue"]))
     if last:
         state = f"error: {last['error']}" if last["error"] else f"{last['posts']} posts, {last['new_media']} new media"
-        table.add_row("last poll", f"{last['started_at']} ({state})")
+        table.add_row("last poll", Text(clean(f"{last['started_at']} ({state})")))  # the error quotes the API
     else:
         table.add_row("last poll", "never")
     table.add_row(
@@ -112,8 +114,8 @@ def media_list(
         table.add_column(column)
     for item in items:
         p = "" if item["p_2d"] is None else f"{item['p_2d']:.2f}"
-        table.add_row(str(item["id"]), item["media_key"], item["status"], p, str(len(item["posts"])),
-                      item["reason"] or "")
+        table.add_row(str(item["id"]), Text(clean(item["media_key"])), item["status"], p, str(len(item["posts"])),
+                      Text(clean(item["reason"])))  # keys and reasons come from the API and the files
     console.print(table)
 
 

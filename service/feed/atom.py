@@ -1,7 +1,12 @@
-"""The feed as Atom 1.0 (RFC 4287), images as ``rel="enclosure"`` links, paged with RFC 5005's ``rel="next"``."""
+"""The feed as Atom 1.0 (RFC 4287), images as ``rel="enclosure"`` links, paged with RFC 5005's ``rel="next"``.
+
+Every text and attribute goes through ``xml_chars``: post text may hold characters XML 1.0 forbids (most C0
+controls, lone surrogates, U+FFFE/U+FFFF), which no escaping can carry, and one of them makes the whole feed
+not well-formed."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -12,6 +17,13 @@ from service.feed.render import Attach, FeedMeta, entry_html, entry_title, rfc33
 
 NS = "http://www.w3.org/2005/Atom"
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
+#: What XML 1.0 (§2.2 Char) does not allow anywhere in a document.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_chars(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids."""
+    return _NOT_XML.sub("", text)
 
 
 def entry_id(entry: FeedEntry) -> str:
@@ -66,9 +78,9 @@ def _q(tag: str) -> str:
 
 def _text(parent: ET.Element, tag: str, text: str) -> ET.Element:
     node = ET.SubElement(parent, _q(tag))
-    node.text = text
+    node.text = xml_chars(text)
     return node
 
 
 def _link(parent: ET.Element, rel: str, href: str, media_type: str) -> ET.Element:
-    return ET.SubElement(parent, _q("link"), {"rel": rel, "href": href, "type": media_type})
+    return ET.SubElement(parent, _q("link"), {"rel": rel, "href": xml_chars(href), "type": xml_chars(media_type)})

@@ -75,14 +75,20 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        """Raises ``InputError`` for anything that is not a cursor this code made."""
+        """Raises ``InputError`` for anything that is not a cursor this code made: a JSON list of two strings that
+        SQLite can bind (no lone surrogates), base64url-encoded. Nothing else escapes (tests/test_cursor_fuzz.py)."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            at, entry_id = json.loads(raw)
-        except (binascii.Error, ValueError, TypeError):
+            value = json.loads(raw)
+        except (binascii.Error, ValueError, TypeError, RecursionError):  # RecursionError: deeply nested JSON
             raise InputError(f"not a feed cursor: {text[:40]!r}") from None
-        if not (isinstance(at, str) and isinstance(entry_id, str)):
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
             raise InputError(f"not a feed cursor: {text[:40]!r}")
+        at, entry_id = value
+        try:
+            at.encode(), entry_id.encode()
+        except UnicodeEncodeError:  # "\ud800" in the JSON: a str that no database or page can hold
+            raise InputError(f"not a feed cursor: {text[:40]!r}") from None
         return cls(at, entry_id)
 
 

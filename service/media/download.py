@@ -5,9 +5,15 @@ Bytes in, bytes (or a short, storable reason) out; nothing here decodes images o
 Guards, each checked where it cannot be bypassed:
 
 * **hosts**: every URL, and every redirect hop, is checked against ``allowed_hosts`` *before* a connection is
-  opened (redirects are followed by hand, at most ``MAX_REDIRECTS``). The scheme must be ``https``; plain
-  ``http`` is allowed only to loopback hosts (127.0.0.0/8, ``::1``, ``localhost``) so tests and a local sandbox
-  work. ``file://`` URLs (the folder source) are read from disk: absolute paths only.
+  opened (redirects are followed by hand, at most ``MAX_REDIRECTS``). An entry is a host and a port:
+  ``host:port`` (``[::1]:8080`` for IPv6) allows that port only, whatever the scheme; a bare ``host`` allows the
+  scheme's default port only (443 for https, 80 for http), so an allowed name on another port (another service
+  on the same machine) is refused. The scheme must be ``https``; plain ``http`` is allowed only to loopback
+  hosts (127.0.0.0/8, ``::1``, ``localhost``) so tests and a local sandbox work.
+* **local files**, the one place that decides them: a ``file://`` URL is read from disk only for a media of kind
+  ``file`` (the folder source's) and only when its path, symlinks resolved, lies under ``local_root`` (the
+  configured ``folder:DIR``); everything else (a ``file://`` URL in an X answer, a folder file after the source
+  changed) is refused unread. Remote media get http(s) only.
 * **size**: a ``Content-Length`` above ``max_bytes`` is refused before the body is read; otherwise the body is
   streamed and reading stops (the connection is dropped) as soon as more than ``max_bytes`` have arrived.
 * **time**: ``timeout`` bounds each network step (connect, each read); one attempt as a whole is bounded by
@@ -62,6 +68,7 @@ VARIANT_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp"})
 #: pbs.twimg.com paths that do not take ``format``/``name`` (avatars use ``_normal``/``_400x400`` suffixes).
 _PBS_NO_VARIANTS = ("/profile_images/", "/profile_banners/")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _MAX_ERROR_CHARS = 200
@@ -71,15 +78,46 @@ _MAX_ERROR_CHARS = 200
 
 
 def default_allowed_hosts(api_base_url: str | None = None, extra: Iterable[str] = ()) -> frozenset[str]:
-    """X's media hosts, plus the host of the configured API base URL (so a sandbox's media are allowed), plus
-    ``extra``. Hosts are compared without port, lower-cased, without a trailing dot."""
+    """X's media hosts (https, port 443), plus the host and port of the configured API base URL (so a sandbox's
+    media are allowed), plus ``extra`` (``host`` or ``host:port``). Entries are normalized by ``allowed_entry``."""
     hosts = set(X_MEDIA_HOSTS)
     if api_base_url:
-        host = urlsplit(api_base_url).hostname
-        if host:
-            hosts.add(_norm_host(host))
-    hosts.update(_norm_host(h) for h in extra if h and h.strip())
+        entry = allowed_entry(api_base_url)
+        if entry:
+            hosts.add(entry)
+    hosts.update(entry for entry in (allowed_entry(h) for h in extra if h and h.strip()) if entry)
     return frozenset(hosts)
+
+
+def allowed_entry(value: str) -> str | None:
+    """An allowlist entry in its one spelling: ``host`` (the scheme's default port) or ``host:port``, lower-cased,
+    without a trailing dot, IPv6 hosts bracketed when a port follows. ``value`` may be ``host``, ``host:port``,
+    ``[v6]:port``, a bare IPv6 address, or a URL (its host and explicit port). None when it names no host."""
+    text = value.strip()
+    if "://" in text:
+        try:
+            parts = urlsplit(text)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return None
+    elif text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    elif text.count(":") == 1:
+        host, _, digits = text.partition(":")
+        port = int(digits) if digits.isdigit() else None
+        if port is None:
+            return None
+    else:
+        host, port = text, None  # a name, an IPv4 address, or a bare IPv6 address
+    host = _norm_host(host or "")
+    if not host or port is not None and not 0 < port < 65536:
+        return None
+    return _host_port(host, port) if port is not None else host
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def valid_variant(variant: str) -> bool:
@@ -158,21 +196,26 @@ def redact_url(url: str) -> str:
 
 def check_url(url: str, allowed_hosts: frozenset[str]) -> str | None:
     """Why ``url`` may not be fetched (a short reason), or ``None`` when it may. No I/O: this runs before any
-    connection, on the first URL and on every redirect target."""
+    connection, on the first URL and on every redirect target. ``allowed_hosts``: entries as ``allowed_entry``
+    spells them; the URL's host *and* port (the scheme's default when it names none) must be allowed."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        port = parts.port  # raises ValueError for a port out of range
     except ValueError:
         return "invalid url"
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
+    if scheme not in _DEFAULT_PORTS:
         return f"scheme not allowed: {scheme or 'none'}"
     if not host:
         return "invalid url: no host"
     host = _norm_host(host)
-    if host not in allowed_hosts:
-        return f"host not allowed: {host}"[:_MAX_ERROR_CHARS]
+    default = _DEFAULT_PORTS[scheme]
+    effective = default if port is None else port
+    if not (_host_port(host, effective) in allowed_hosts or effective == default and host in allowed_hosts):
+        known = host in allowed_hosts or any(entry.rpartition(":")[0].strip("[]") == host for entry in allowed_hosts)
+        what = f"port not allowed: {_host_port(host, effective)}" if known else f"host not allowed: {host}"
+        return what[:_MAX_ERROR_CHARS]
     if scheme == "http" and not _is_loopback(host):
         return f"plain http not allowed: {host}"
     return None
@@ -279,7 +322,11 @@ class Downloader:
         transport: httpx.AsyncBaseTransport | None = None,
         trust_env: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        local_root: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``allowed_hosts``: the host allowlist (see the module docstring; entries are normalized here);
+        ``local_root``: the folder whose files media of kind ``file`` may be read from (the folder source's);
+        None: no local file is ever read."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if retries < 0:
@@ -288,7 +335,8 @@ class Downloader:
             raise ValueError("timeout and max_bytes must be positive")
         if photo_variant and not valid_variant(photo_variant):
             raise ValueError(f"unknown image variant {photo_variant!r} (use one of {sorted(VARIANTS)} or WxH)")
-        self.allowed_hosts = frozenset(_norm_host(h) for h in allowed_hosts)
+        self.allowed_hosts = frozenset(e for e in (allowed_entry(h) for h in allowed_hosts) if e)
+        self.local_root = Path(os.path.realpath(Path(local_root).expanduser())) if local_root is not None else None
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries
@@ -345,13 +393,18 @@ class Downloader:
         """The URL that ``fetch`` requests for ``url``: the configured size variant (photos and previews)."""
         return variant_url(url, self.photo_variant)
 
-    async def fetch(self, media_key: str, url: str) -> Download:
-        """Fetch one URL (``https``, loopback ``http`` or ``file://``) within the concurrency bound."""
+    async def fetch(self, media_key: str, url: str, kind: str | None = None) -> Download:
+        """Fetch one URL (``https``, loopback ``http``, or for ``kind="file"`` a ``file://`` URL under
+        ``local_root``) within the concurrency bound. ``kind``: the media's kind (``photo``, ``file``, ...);
+        None counts as remote."""
         async with self._semaphore:
-            return await self._fetch(media_key, url)
+            return await self._fetch(media_key, url, kind)
 
-    async def fetch_many(self, items: Iterable[tuple[str, str]]) -> AsyncGenerator[Download, None]:
-        """Fetch ``(media_key, url)`` pairs, yielding each :class:`Download` as soon as it completes.
+    async def fetch_many(
+        self, items: Iterable[tuple[str, str] | tuple[str, str, str]]
+    ) -> AsyncGenerator[Download, None]:
+        """Fetch ``(media_key, url, kind)`` items (or ``(media_key, url)``: remote), yielding each
+        :class:`Download` as soon as it completes.
 
         At most ``concurrency`` requests run at once, and at most ``concurrency`` finished downloads wait for the
         caller, so a slow consumer (feature extraction) pauses the downloads rather than filling memory. ``items``
@@ -364,8 +417,9 @@ class Downloader:
 
         async def worker() -> None:
             try:
-                for media_key, url in iterator:  # one shared iterator: each item is taken by exactly one worker
-                    await queue.put(await self.fetch(media_key, url))
+                for item in iterator:  # one shared iterator: each item is taken by exactly one worker
+                    kind = item[2] if len(item) > 2 else None
+                    await queue.put(await self.fetch(item[0], item[1], kind))
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - a bug or the caller's iterable failing: hand it over
@@ -393,11 +447,11 @@ class Downloader:
 
     # -- internals ------------------------------------------------------------------------------------------
 
-    async def _fetch(self, media_key: str, url: str) -> Download:
+    async def _fetch(self, media_key: str, url: str, kind: str | None) -> Download:
         started = time.monotonic()
-        if url.lower().startswith("file:"):
+        if kind == "file" and url.lower().startswith("file:"):
             result = await self._read_file(media_key, url)
-        else:
+        else:  # remote: http(s) only; check_url refuses file:// and every other scheme
             try:
                 wanted = self.url_for(url)
             except ValueError:  # urlsplit refuses it (a bad IPv6 literal, ...)
@@ -510,6 +564,11 @@ class Downloader:
             path = file_url_path(url)
         except ValueError as exc:
             return Download(media_key, url, error=str(exc), attempts=1)
+        if self.local_root is None:
+            return Download(media_key, url, error="local files not allowed: no folder source", attempts=0)
+        path = Path(os.path.realpath(path))  # symlinks resolved: a link out of the folder is out of the folder
+        if not path.is_relative_to(self.local_root):
+            return Download(media_key, url, error="local file outside the source folder", attempts=0)
         try:
             data = await asyncio.to_thread(_read_limited, path, self.max_bytes)
         except _Failure as exc:
@@ -535,7 +594,9 @@ def _read_limited(path: Path, max_bytes: int) -> bytes:
     ``max_bytes + 1`` bytes are read so a file that grew after the check is still refused."""
     try:
         # O_NONBLOCK: opening a FIFO someone left in the folder must not hang the worker thread.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        # O_NOFOLLOW: the path was resolved; a symlink put in its place since is not followed out of the folder.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise _Failure("no such file", retryable=False) from None
     except (IsADirectoryError, NotADirectoryError):

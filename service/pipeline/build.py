@@ -13,6 +13,7 @@ from pathlib import Path
 
 from service.classify.registry import ModelError, TrainedModel, load_model
 from service.config import ConfigError, Settings
+from service.errors import InputError, TrainingError
 from service.features import FeatureExtractor, ImageLimits
 from service.media.cache import ImageCache, enforce_cache_limit
 from service.media.download import Downloader, default_allowed_hosts
@@ -28,27 +29,60 @@ class ActiveModel:
 
     Checking is one indexed query per call, so the daemon picks up a new model on its next batch without a
     restart. A model that cannot be loaded keeps the previous one in use and says why, once.
+
+    Every face that needs a model asks here (the cycles of `run`, `poll` and `demo`; `triage`, `eval`), so this
+    is where a data dir with no model gets one: built with ``settings`` (``from_settings``) and
+    ``NIJIFEED_STARTER_MODEL`` on, the first ask trains the starter model on the bundled samples
+    (``retrain.ensure_starter``: once, even with two processes starting together).
     """
 
-    def __init__(self, store: Store, extractor: FeatureExtractor, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        extractor: FeatureExtractor,
+        threshold: float | None = None,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
         self.store = store
         self.extractor = extractor
         self.threshold = threshold
+        self.settings = settings
         self.model: TrainedModel | None = None
         self._failed_version: int | None = None
+        self._starter_tried = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store, extractor: FeatureExtractor) -> ActiveModel:
+        """The active model of ``store``, with the settings' threshold override and starter model."""
+        return cls(store, extractor, settings.threshold, settings=settings)
+
+    def _active_row(self):
+        row = self.store.active_model()
+        if row is None and not self._starter_tried and self.settings is not None and self.settings.starter_model:
+            self._starter_tried = True  # tried once: a failure is logged, not retried on every batch
+            from service.pipeline.retrain import ensure_starter
+
+            try:
+                ensure_starter(self.settings, self.store, self.extractor)
+            except (TrainingError, InputError) as exc:
+                log.error("cannot train the starter model: %s", exc)
+            row = self.store.active_model()
+        return row
 
     def load(self) -> TrainedModel:
         """The active model, checked against the extractor; raises ``ModelError`` saying what to do."""
-        row = self.store.active_model()
+        row = self._active_row()
         if row is None:
-            raise ModelError("no active model yet: train one with `nijifeed train --from-folders NEG_DIR POS_DIR`")
+            raise ModelError("no active model yet: train one with `nijifeed train --starter` (the bundled samples) "
+                             "or `nijifeed train --from-folders NEG_DIR POS_DIR`")
         model = load_model(Path(row["path"]), int(row["version"]))
         model.check_extractor(self.extractor.name, self.extractor.dim)
         model.threshold_override = self.threshold
         return model
 
     def __call__(self) -> TrainedModel | None:
-        row = self.store.active_model()
+        row = self._active_row()
         if row is None:
             return self.model
         version = int(row["version"])
@@ -77,6 +111,10 @@ def make_source(settings: Settings, stop: threading.Event | None = None) -> Sour
 
 
 def make_downloader(settings: Settings) -> Downloader:
+    """The downloader ``settings`` describe: X's media hosts, the API's host and port, ``media_hosts``; local
+    files only under the folder of a ``folder:DIR`` source (none for the X source)."""
+    source = settings.source
+    local_root = Path(source.removeprefix("folder:")).expanduser() if source.startswith("folder:") else None
     return Downloader(
         allowed_hosts=default_allowed_hosts(settings.x_api_base_url, settings.media_hosts),
         concurrency=settings.download_concurrency,
@@ -84,6 +122,7 @@ def make_downloader(settings: Settings) -> Downloader:
         retries=settings.download_retries,
         max_bytes=settings.max_image_bytes,
         photo_variant=settings.photo_variant,
+        local_root=local_root,
     )
 
 
@@ -164,9 +203,11 @@ class CycleRunner:
 
     def __call__(self, stop: threading.Event, fetch: bool = True):
         store = self.store()
-        model = self._models.setdefault(
-            threading.get_ident(), ActiveModel(store, self.extractor, self.settings.threshold)
-        )
+        model = self._models.get(threading.get_ident())
+        if model is None:
+            model = self._models[threading.get_ident()] = ActiveModel.from_settings(self.settings, store,
+                                                                                    self.extractor)
+            model()  # a fresh data dir gets its starter model here, before any download waits on it
         cycle = make_cycle(self.settings, store, source=self.source, extractor=self.extractor, model=model, stop=stop)
         try:
             return cycle.run(fetch=fetch)

@@ -79,13 +79,13 @@ class CycleSummary:
 
 class MediaDownloader(Protocol):
     """What a cycle needs of a downloader (``media.Downloader`` is one): an async context that fetches
-    ``(media_key, url)`` pairs and yields each outcome as it completes."""
+    ``(media_key, url, kind)`` items and yields each outcome as it completes."""
 
     async def __aenter__(self) -> MediaDownloader: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
 
-    def fetch_many(self, items: Sequence[tuple[str, str]]) -> AsyncGenerator[Download, None]: ...
+    def fetch_many(self, items: Sequence[tuple[str, str, str]]) -> AsyncGenerator[Download, None]: ...
 
 
 @dataclass
@@ -222,7 +222,7 @@ class Cycle:
                 self.store.media_failed(row.id, "no URL to fetch", retryable=False, max_attempts=1)
                 self.summary.failed += 1
             else:
-                items.append((row.media_key, url))
+                items.append((row.media_key, url, row.kind))  # the kind: local files are read for 'file' only
         loop = asyncio.get_running_loop()
         batch: list[Ready] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as pool:

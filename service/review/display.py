@@ -16,6 +16,7 @@ from service.features.images import ImageError, ImageLimits, load_image
 from service.media.cache import ImageCache
 from service.review import graphics
 from service.review.queue import ReviewItem
+from service.terminal import clean
 
 TEXT_ROWS = 9  # lines the session prints under the image
 
@@ -35,7 +36,7 @@ def drawer(
         try:
             image = load_image(path, limits=limits, draft_size=1024, name=str(path))
         except ImageError as exc:
-            return f"(cannot show the image: {exc.reason})\n"
+            return f"(cannot show the image: {clean(exc.reason)})\n"
         return graphics.clear_images(protocol) + graphics.render(image, protocol, graphics.terminal_box(fd, TEXT_ROWS))
 
     return draw

@@ -120,7 +120,8 @@ def _models_html(report: Report) -> str:
         audit = m.audit_precision
         rows.append(
             "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in (
-                f"v{m.version}" + (" ●" if m.active else ""), m.created_at[:16].replace("T", " "), m.kind,
+                f"v{m.version}" + (" ●" if m.active else ""), m.created_at[:16].replace("T", " "),
+                f"{m.kind} (starter)" if m.starter else m.kind,
                 "—" if m.threshold is None else f"{m.threshold:g}", m.cv_n or "—", _pct(m.cv_review_rate),
                 _pct(m.cv_precision), _pct(m.cv_recall), m.live_images, _pct(m.live_review_rate),
                 f"{_pct(audit['value'])} (n={audit['n']})" if audit else "—",

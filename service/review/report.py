@@ -85,6 +85,7 @@ class ModelRow:
     live_review_rate: float | None
     audit_precision: dict | None  # Estimate.to_dict() of its audited 2D verdicts
     not_activated: list[str] = field(default_factory=list)  # why training did not make it active, if it did not
+    starter: bool = False  # the starter model (the bundled samples alone, ``pipeline.retrain.ensure_starter``)
 
 
 @dataclass
@@ -155,6 +156,7 @@ def model_history(store: Store, estimates: dict[str, Estimate]) -> list[ModelRow
                 live_review_rate=uncertain / n if n else None,
                 audit_precision=audit.to_dict() if audit else None,
                 not_activated=list(metrics.get("not_activated", [])),
+                starter=bool(metrics.get("starter", False)),
             )
         )
     return rows

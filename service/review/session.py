@@ -14,6 +14,7 @@ from service.review import queue
 from service.review.queue import ReviewItem, label, undo
 from service.store import Store
 from service.store.review_queries import UndoError
+from service.terminal import clean
 from service.words import UNDO_DEPTH
 
 KEYS_LINE = "[a/2] 2D  [x/n] not 2D  [space] skip  [u/⌫] undo  [o] open  [?] help  [q] quit"
@@ -157,8 +158,8 @@ class ReviewSession:
         lines.append(f"[{self.position + 1}/{len(self.items)}]  {self.tally.line()}")
         lines.extend(describe(item, width))
         lines.append(HELP if self.show_help else KEYS_LINE)
-        if self.message:
-            lines.append(f"» {self.message}")
+        if self.message:  # may quote a URL, a path or an error: cleaned like the item's own text
+            lines.append(f"» {clean(self.message)}")
         return "\n".join(lines) + "\n"
 
     def run(self, next_key: Callable[[], str], write: Callable[[str], None], width: int = 100) -> Tally:
@@ -175,9 +176,11 @@ class ReviewSession:
 
 
 def describe(item: ReviewItem, width: int) -> list[str]:
-    """The text lines under the image: who posted it, what they wrote, the link, and why it is asked."""
-    who = " ".join(x for x in (item.author_name, f"@{item.author_handle}" if item.author_handle else None) if x)
-    text = " ".join((item.text or "").split())
+    """The text lines under the image: who posted it, what they wrote, the link, and why it is asked. Every field
+    from the timeline is cleaned of terminal escapes and control characters (``service.terminal.clean``)."""
+    handle = clean(item.author_handle)
+    who = " ".join(x for x in (clean(item.author_name), f"@{handle}" if handle else None) if x)
+    text = " ".join(clean(item.text).split())
     if len(text) > 2 * width:
         text = text[: 2 * width - 1] + "…"
     why = "audit (a confident verdict, checked to measure the feed)" if item.reason == "audit" else "uncertain"
@@ -185,6 +188,6 @@ def describe(item: ReviewItem, width: int) -> list[str]:
     m = "—" if item.margin is None else f"{item.margin:.2f}"
     return [
         f"{who or 'unknown author'}: {text}" if text else (who or "unknown author"),
-        item.post_url or item.url or "",
+        clean(item.post_url or item.url),
         f"p(2D) {p}   margin {m}   why: {why}   (image {item.image_id}, model v{item.model_version})",
     ]

@@ -1,4 +1,5 @@
-"""``python -m service.sandbox [--port N] [--reveal N] [--publish-every S]``: serve the sandbox until Ctrl-C."""
+"""``python -m service.sandbox [--port N] [--reveal N] [--publish-every S] [--seed N]``: serve the sandbox until
+Ctrl-C. Past the scripted timeline, new posts are generated (the same ones for the same seed)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="reveal one more post every S seconds (0: never)")
     parser.add_argument("--cap", type=int, default=800, help="newest posts the timeline returns (API: 800)")
     parser.add_argument("--photo-scale", type=float, default=4.0, help="orig photo size / sample size")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the posts generated past the scripted ones")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
-    sandbox = Sandbox(host=args.host, port=args.port, reveal=args.reveal, cap=args.cap, photo_scale=args.photo_scale)
+    sandbox = Sandbox(host=args.host, port=args.port, reveal=args.reveal, cap=args.cap, photo_scale=args.photo_scale,
+                      seed=args.seed)
     sandbox.start()
     print(f"X API sandbox on {sandbox.url}  (me: @{sandbox.me['username']}, id {sandbox.me['id']})")
-    print(f"  {len(sandbox.posts())} posts visible, {sandbox.remaining} to publish "
-          f"(POST {sandbox.url}/_sandbox/publish?count=N)")
+    print(f"  {len(sandbox.posts())} posts visible, {sandbox.remaining} scripted ones to publish, then generated "
+          f"ones without end (POST {sandbox.url}/_sandbox/publish?count=N)")
     print("  point nijifeed at it:")
     print(f"    export NIJIFEED_X_API_BASE_URL={sandbox.url}")
     print("    export NIJIFEED_X_BEARER_TOKEN=sandbox-user-token   # any user token is accepted")
@@ -33,9 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     try:
         while not stop.wait(args.publish_every or 3600):
-            if args.publish_every and sandbox.remaining:
+            if args.publish_every:
                 ids = sandbox.publish(1)
-                print(f"published {ids[0]} ({sandbox.remaining} left)")
+                print(f"published {ids[0]} ({sandbox.remaining} scripted left)")
     except KeyboardInterrupt:
         pass
     finally:

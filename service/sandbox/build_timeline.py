@@ -14,17 +14,24 @@ it (relative to *now*, so the timeline is always inside the API's 7-day window).
 
 Every sample image (train and inbox) is attached as a photo at least once, and every media entry carries the
 image's attribution from ``ATTRIBUTION.csv``.
+
+It also marks, in the starter set's ``manifest.csv`` (``service/samples/starter``), the images this timeline shows
+(photos and avatars, found by their bytes) and the rest of their near-duplicate groups as ``held_out = demo``, so
+the starter model is never trained on what the demo shows (``held_out_rows``).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import random
 from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 OUTPUT = Path(__file__).resolve().parent / "timeline.json"
+STARTER_MANIFEST = SAMPLES / "starter" / "manifest.csv"
 
 USERS = [
     # key, id, name, username, avatar image, followed
@@ -209,11 +216,36 @@ def build() -> dict:
     }
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def held_out_rows(data: dict, manifest: Path = STARTER_MANIFEST) -> str:
+    """The starter manifest's text with ``held_out`` set to ``demo`` for every image ``data`` shows (by its bytes)
+    and the rest of its near-duplicate group, and emptied for every other."""
+    with manifest.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    shown = {m["file"] for t in data["tweets"] for m in t["media"]} | {u["avatar"] for u in data["users"]}
+    shas = {_sha256(SAMPLES / file) for file in shown}
+    groups = {row["group"] for row in rows if _sha256(manifest.parent / row["file"]) in shas}
+    for row in rows:
+        row["held_out"] = "demo" if row["group"] in groups else ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def main() -> None:
     data = build()
     OUTPUT.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     on = sum(t["timeline"] for t in data["tweets"])
     print(f"wrote {OUTPUT} ({on} timeline posts, {len(data['tweets']) - on} referenced-only)")
+    manifest = held_out_rows(data)
+    STARTER_MANIFEST.write_text(manifest, encoding="utf-8")
+    held = manifest.count(",demo\n")
+    print(f"wrote {STARTER_MANIFEST} ({held} images held out of the starter model's training set)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ Faults (``kind``; what they hit by default; options):
 * ``partial_error`` (timeline): the answer keeps its data but loses a referenced post from ``includes``, listed
   in an ``errors`` array (``Not Found Error``, ``resource_id``...), or ``resource_id`` to name one;
 * ``broken_image`` (media): 200 with ``mode`` ``truncated`` (default; half the JPEG) or ``garbage`` bytes;
-* ``401`` (api) and ``403`` (api; ``reason`` ``client-not-enrolled`` (default) or ``unsupported-authentication``).
+* ``401`` (api) and ``403`` (api; ``reason`` ``client-not-enrolled`` (default) or ``unsupported-authentication``);
+* ``malformed`` (timeline): a 200 whose body is ``body`` (text, as is), ``json`` (any JSON value), or, from the
+  Python API only, ``mutate(payload)`` applied to the real answer's JSON; ``content_type`` replaces its type.
 
 Every fault takes ``times`` (default 1; ``None``: until cleared) and ``target`` (``api``, ``timeline``, ``me``,
 ``media`` or ``any``).
@@ -73,7 +75,7 @@ AVATAR_SIZES = {"mini": 24, "normal": 48, "bigger": 73, "200x200": 200, "400x400
 FORMATS = {"jpg": ("JPEG", "image/jpeg"), "jpeg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"),
            "webp": ("WEBP", "image/webp")}
 FAULT_TARGETS = {"429": "api", "500": "api", "502": "api", "503": "api", "504": "api", "401": "api", "403": "api",
-                 "slow": "api", "partial_error": "timeline", "broken_image": "media"}
+                 "slow": "api", "partial_error": "timeline", "broken_image": "media", "malformed": "timeline"}
 TIMELINE_PARAMS = ("end_time", "exclude", "expansions", "max_results", "media.fields", "pagination_token",
                    "place.fields", "poll.fields", "since_id", "start_time", "tweet.fields", "until_id", "user.fields")
 ME_PARAMS = ("expansions", "tweet.fields", "user.fields")
@@ -241,6 +243,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
         log.debug("sandbox: " + format, *args)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header from the sandbox's ``clock``, so a test can offset the server's time (clock skew)."""
+        return super().date_time_string(self.server.sandbox.clock() if timestamp is None else timestamp)
+
     def _handle(self) -> None:
         try:
             self.server.sandbox._serve(self)
@@ -267,6 +273,8 @@ class Sandbox:
         accept_tokens: Collection[str] | None = None,
         oauth1_credentials: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        endless: bool = True,
+        seed: int = 0,
     ) -> None:
         """``reveal``: how many of the oldest timeline posts are visible at first (default all); ``cap``: the
         newest posts the endpoint returns (800 like the API); ``photo_scale``: the "orig" size of photos relative
@@ -275,7 +283,9 @@ class Sandbox:
         when given, only these bearer tokens / OAuth ``oauth_token`` values are accepted (else any);
         ``oauth1_credentials`` (``consumer_key``, ``consumer_secret``, ``access_token``, ``access_token_secret``):
         when given, OAuth 1.0a requests must carry these keys and a valid HMAC-SHA1 signature of the URL the
-        sandbox received (else 401, like the API)."""
+        sandbox received (else 401, like the API); ``endless``: past the scripted timeline, ``publish`` goes on
+        with generated posts (its photos mirrored and cropped, other authors and texts), the same for the same
+        ``seed``."""
         self.host = host
         self.port = port
         self.cap = cap
@@ -294,7 +304,7 @@ class Sandbox:
         self._images: OrderedDict[tuple, bytes] = OrderedDict()
         self.samples = samples_dir()
         self.timeline = Timeline(data or bundled_timeline(), reveal=reveal, now_ms=self._now_ms(),
-                                 samples=self.samples, photo_scale=photo_scale)
+                                 samples=self.samples, photo_scale=photo_scale, endless=endless, seed=seed)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -594,8 +604,24 @@ class Sandbox:
         if auth and auth.startswith("OAuth"):
             rate["x-access-level"] = "read"
         reply = self._me(query) if endpoint == "me" else self._home(path, query)
+        if fault is not None and fault.kind == "malformed" and reply.status == 200:
+            self._malform(reply, fault)
         reply.headers.update(rate)
         return reply
+
+    @staticmethod
+    def _malform(reply: _Reply, fault: Fault) -> None:
+        """The answer a ``malformed`` fault asks for, in place of the real one (see the module docstring)."""
+        opts = fault.opts
+        if "body" in opts:
+            body = opts["body"]
+            reply.body = body if isinstance(body, bytes) else str(body).encode()
+        elif "json" in opts:
+            reply.body = json.dumps(opts["json"]).encode()
+        elif callable(opts.get("mutate")):
+            reply.body = json.dumps(opts["mutate"](json.loads(reply.body))).encode()
+        if "content_type" in opts:
+            reply.headers["content-type"] = str(opts["content_type"])
 
     @staticmethod
     def _check_params(query: dict[str, str], allowed: tuple[str, ...]) -> _Reply | None:
@@ -833,6 +859,8 @@ class Sandbox:
                 return self._images[key]
         with Image.open(self.samples / media.file) as src:
             image = src.convert("RGB")
+            if media.transform is not None:
+                image = media.transform.apply(image)
             width, height = media.width, media.height
             if variant == "thumb":
                 image = ImageOps.fit(image, VARIANT_BOXES["thumb"], Image.Resampling.LANCZOS)

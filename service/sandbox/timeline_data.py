@@ -4,6 +4,11 @@ Rendering follows the X API v2 shapes: ids are strings, ``created_at`` is ISO 86
 ``text`` is HTML-escaped (``&amp;``, ``&lt;``, ``&gt;``), posts with media end in a ``https://t.co/...`` link
 listed in ``entities.urls`` with the ``media_key``, retweets start ``RT @handle:`` and carry no attachments of
 their own (their media belong to the referenced post), and every post has ``edit_history_tweet_ids``.
+
+The scripted timeline (``timeline.json``) is finite; past its end ``Timeline.publish`` goes on with generated
+posts (``endless``): its photos again, each mirrored and cropped a little (new bytes, so each is a new picture to
+classify, with the label of the one it came from), under new ids and media keys, by other authors with other
+texts, and now and then a text-only post or a retweet. The n-th generated post depends only on the seed and n.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import functools
 import hashlib
 import html
 import json
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -81,6 +87,32 @@ def image_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
+@dataclass(frozen=True)
+class Transform:
+    """How a generated post's photo differs from its sample file: mirrored or not, then cropped by these shares
+    of the width and height on each side (left, top, right, bottom)."""
+
+    mirror: bool
+    crop: tuple[float, float, float, float]
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        left, top, right, bottom = self.crop
+        return (round(width * left), round(height * top), width - round(width * right),
+                height - round(height * bottom))
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        x0, y0, x1, y1 = self.box(width, height)
+        return x1 - x0, y1 - y0
+
+    def apply(self, image):
+        """The transformed PIL image."""
+        from PIL import ImageOps
+
+        if self.mirror:
+            image = ImageOps.mirror(image)
+        return image.crop(self.box(*image.size))
+
+
 @dataclass
 class User:
     key: str
@@ -128,6 +160,7 @@ class Media:
     media_id: str = ""
     media_key: str = ""
     name: str = ""  # the name in its pbs-style URL
+    transform: Transform | None = None  # generated posts: how the picture differs from ``file``
 
     def path(self) -> str:
         """The URL path of the image (the photo itself, or the video/GIF preview), without host."""
@@ -261,11 +294,43 @@ class Tweet:
         return out
 
 
-class Timeline:
-    """All posts of the bundled data, oldest first; the first ``reveal`` timeline posts are visible at once."""
+#: The authors of generated posts (key, name, username): accounts the scripted timeline does not have.
+GENERATED_USERS = [
+    ("sora", "Sora Sketches ✏️", "sora_sketches"),
+    ("parade", "Pixel Parade", "pixel_parade"),
+    ("inkwell", "Inkwell Studio", "inkwell_studio"),
+    ("wanderer", "Wallpaper Wanderer", "wall_wanderer"),
+    ("fieldnotes", "Field Notes 📷", "fieldnotes_pics"),
+    ("mixtape", "Daily Mixtape", "daily_mixtape"),
+    ("moth", "Night Moth Art", "nightmoth_art"),
+    ("kettle", "Kettle & Crumbs", "kettle_crumbs"),
+]
+GENERATED_OPENERS = [
+    "Fresh from the sketchbook", "Tried a new palette today", "Spotted this on my walk", "Can't stop making these",
+    "Weekend project", "Found this in my old folders", "Quick study before bed", "Today's favourite",
+    "Colour test", "Another one for the collection", "Saw this and thought of you all", "Late night doodle",
+]
+GENERATED_TAGS = ["art", "illustration", "sketch", "photo", "wallpaper", "doodle", "artwork", "drawing", "daily"]
+GENERATED_TEXTS = [
+    "coffee first, drawing second ☕", "does anyone else name their brushes?", "rainy day, lights on, music up",
+    "reminder to drink water and rest your wrists", "what are you all working on this week?",
+    "my tablet pen vanished again. third time this month", "new follower milestone, thank you all!",
+    "timelapse coming soon, maybe", "sunset was unreal today, no photo, just vibes",
+]
 
-    def __init__(self, data: dict, *, reveal: int | None, now_ms: int, samples: Path, photo_scale: float) -> None:
+
+class Timeline:
+    """All posts of the bundled data, oldest first; the first ``reveal`` timeline posts are visible at once.
+    With ``endless`` (the default) ``publish`` goes on with generated posts past the scripted ones, the same for
+    the same ``seed`` (see the module docstring)."""
+
+    def __init__(self, data: dict, *, reveal: int | None, now_ms: int, samples: Path, photo_scale: float,
+                 endless: bool = True, seed: int = 0) -> None:
         self.samples = samples
+        self.photo_scale = photo_scale
+        self.endless = endless
+        self.seed = seed
+        self.generated = 0
         self.users = {u["key"]: User(u["key"], u["id"], u["name"], u["username"], u["avatar"], u.get("followed", True))
                       for u in data["users"]}
         self.me = self.users["me"]
@@ -289,6 +354,8 @@ class Timeline:
         self.by_key = tweets
         self.by_id: dict[str, Tweet] = {}
         self.timeline = [t for t in self.tweets if t.on_timeline]
+        self.scripted = len(self.timeline)
+        self._photos = sorted({m.file: m.attribution for t in self.tweets for m in t.media if m.type == "photo"}.items())
         self.revealed = 0
         self._last_ms = 0
         self._sequence = 0
@@ -315,17 +382,68 @@ class Timeline:
             self.media_by_name[m.name] = m
 
     def publish(self, count: int, now_ms: int) -> list[Tweet]:
-        """Reveal ``count`` more timeline posts, created now (ids strictly increasing)."""
+        """Reveal ``count`` more timeline posts, created now (ids strictly increasing): the scripted ones first,
+        then (``endless``) generated ones."""
         out = []
         for tweet in self.timeline[self.revealed : self.revealed + max(0, count)]:
             self._finish(tweet, now_ms)
             out.append(tweet)
         self.revealed += len(out)
+        while self.endless and len(out) < count:
+            tweet = self._generate()
+            self.timeline.append(tweet)
+            self.tweets.append(tweet)
+            self.by_key[tweet.key] = tweet
+            self._finish(tweet, now_ms)
+            self.revealed += 1
+            out.append(tweet)
         return out
 
     @property
     def remaining(self) -> int:
+        """Scripted posts not yet revealed (generated ones never run out)."""
         return len(self.timeline) - self.revealed
+
+    def _generated_user(self, rng: random.Random) -> User:
+        key, name, username = rng.choice(GENERATED_USERS)
+        user = self.users.get(f"gen:{key}")
+        if user is None:
+            number = 10**17 + int(hashlib.sha256(f"user:{key}".encode()).hexdigest()[:12], 16)
+            avatar = self._photos[int(hashlib.md5(key.encode()).hexdigest()[:6], 16) % len(self._photos)][0]
+            user = User(f"gen:{key}", str(number), name, username, avatar,
+                        created_ms=self._last_ms - (200 + 31 * len(self.users)) * 86_400_000)
+            self.users[user.key] = user
+        return user
+
+    def _generate(self) -> Tweet:
+        """The next generated post (``self.generated``-th), from the seed and its number only."""
+        n = self.generated
+        self.generated += 1
+        rng = random.Random(f"nijifeed-sandbox/{self.seed}/{n}")
+        key = f"gen{n:05d}"
+        if not self._photos:
+            return Tweet(key, self._generated_user(rng), rng.choice(GENERATED_TEXTS), [], True)
+        roll = rng.random()
+        earlier = [t for t in self.timeline[self.scripted:] if t.media and t.ref_type is None]
+        if roll < 0.1 and earlier:
+            original = rng.choice(earlier[-30:])
+            retweeter = self.users.get("curator") or self._generated_user(rng)
+            return Tweet(key, retweeter, "", [], True, "retweeted", original)
+        author = self._generated_user(rng)
+        if roll < 0.22:
+            return Tweet(key, author, rng.choice(GENERATED_TEXTS), [], True)
+        files = rng.sample(self._photos, k=min(len(self._photos), rng.choice([1, 1, 1, 1, 2, 2, 3])))
+        media = []
+        for i, (file, attribution) in enumerate(files):
+            left, top, right, bottom = (round(rng.uniform(0.0, 0.1), 3) for _ in range(4))
+            transform = Transform(rng.random() < 0.5, (left, top, right, bottom))
+            w, h = transform.size(*image_size(self.samples / file))
+            media.append(Media(f"{key}m{i}", "photo", file, attribution, None, round(w * self.photo_scale),
+                               round(h * self.photo_scale), transform=transform))
+        titles = ", ".join(Path(file).stem.split("_", 1)[-1].replace("_", " ").replace("-", " ") for file, _ in files)
+        packages = " & ".join(sorted({a.get("source_package", "?") for _, a in files}))
+        text = f"{rng.choice(GENERATED_OPENERS)}: {titles} #{rng.choice(GENERATED_TAGS)} (images: {packages})"
+        return Tweet(key, author, text, media, True)
 
     def visible(self, now_ms: int, cap: int) -> list[Tweet]:
         """The posts the endpoint can return: revealed, the newest ``cap``, from the last 7 days; newest first."""

@@ -4,7 +4,9 @@ The transport (auth, base URL, retries, errors) is ``service.sources.x_client``;
 ``service.sources.x_parse``. This module only walks the pages and watches for gaps.
 
 * **Pages**: newest first, following ``meta.next_token`` back to ``since_id`` (exclusive) for at most
-  ``max_pages`` pages of ``max_results`` posts.
+  ``max_pages`` pages of ``max_results`` posts. Every answer is checked by ``x_parse.parse_answer``: a malformed
+  page, or one with more posts than ``max_results``, ends the poll with a ``SourceError`` before it is stored
+  (pages already stored stay; the cursor only moves when every page was read), a malformed post is skipped.
 * **Gaps**: the API silently clamps ``since_id`` to its window (7 days / 800 newest posts). A gap is reported
   (a WARNING on this module's logger with ``extra={"gap": reason}``, ``Page.gap`` set to the reason on the page
   where it was found, and ``XSource.last_gap``) when ``since_id`` is older than 7 days (tweet ids are
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from service.sources import Page
 from service.sources.x_client import XClient
-from service.sources.x_parse import QUERY, parse_page
+from service.sources.x_parse import QUERY, parse_answer
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -99,10 +101,11 @@ class XSource:
         while True:
             body = self.client.home_timeline(max_results=self.max_results, fields=QUERY, since_id=since_id,
                                              pagination_token=token)
-            page = parse_page(body)
+            answer = parse_answer(body, max_posts=self.max_results)  # a malformed page: SourceError, nothing stored
+            page = answer.page
             count += 1
-            seen += len(body.get("data") or [])
-            token = (body.get("meta") or {}).get("next_token")
+            seen += answer.count
+            token = answer.next_token
             last = not token
             if token and count >= self.max_pages:
                 last = True

@@ -188,9 +188,10 @@ class JourneyQueries(StoreBase):
 
     # --- polls ----------------------------------------------------------------------------------------------------
 
-    def start_poll(self, source: str) -> int:
+    def start_poll(self, source: str, *, at: str | None = None) -> int:
+        """A new poll row, started now (or ``at``, a store timestamp: a cycle with an injected clock)."""
         with self.transaction() as conn:
-            cursor = conn.execute("INSERT INTO polls (source, started_at) VALUES (?, ?)", (source, _now()))
+            cursor = conn.execute("INSERT INTO polls (source, started_at) VALUES (?, ?)", (source, at or _now()))
             return int(cursor.lastrowid or 0)
 
     def finish_poll(self, poll_id: int, summary: dict[str, Any]) -> None:

@@ -13,16 +13,17 @@ from starlette.staticfiles import StaticFiles
 
 from service.config import Settings
 from service.web import health, images, pages, report
-from service.web.security import SecurityHeaders, TokenGate, check_exposure, content_security_policy
-from service.web.state import WebState
+from service.web.security import HostCheck, SecurityHeaders, TokenGate, check_exposure, content_security_policy
+from service.web.state import StoreLeases, WebState
 
 
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app with every route of the web face. Raises ``ConfigError`` when bound beyond loopback without
-    ``web_token``.
+    ``web_token``. Middleware, outermost first: the safe headers, the Host check, the store connection leased to
+    each request, then the token gate when a token is set.
 
     Handlers reach the shared state as ``request.app.state.web`` (a ``WebState``: ``.settings``, ``.store()``
-    (this thread's store connection), ``.cache``), and render with ``service.web.pages.templates``.
+    (the request's store connection, from a small pool), ``.cache``), and render with ``service.web.pages.templates``.
     """
     check_exposure(settings)
     state = WebState(settings)
@@ -47,7 +48,12 @@ def create_app(settings: Settings) -> Starlette:
         Route("/report.svg", report.report_plot, name="report_svg"),
         Mount("/static", StaticFiles(directory=str(files("service.web") / "static")), name="static"),
     ]
-    middleware = [Middleware(SecurityHeaders, csp=content_security_policy(settings))]
+    middleware = [
+        Middleware(SecurityHeaders, csp=content_security_policy(settings)),
+        Middleware(HostCheck, web_host=settings.web_host, web_port=settings.web_port,
+                   allowed=settings.web_allowed_hosts),
+        Middleware(StoreLeases, state=state),
+    ]
     if settings.web_token is not None and settings.web_token.get_secret_value().strip():
         middleware.append(Middleware(TokenGate, token=settings.web_token.get_secret_value().strip()))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -7,6 +7,12 @@
   hash of the token, not the token) and a redirect to the same URL without it, so it leaves the address bar and
   the history; feed readers keep ``?token=`` in the feed URL, and the feeds' image links carry it. ``/healthz``,
   ``/readyz`` and ``/static/`` are open: liveness probes have no credentials, and neither tells anything private.
+* **Host** (``HostCheck``): a DNS-rebinding page (a name of the attacker's that resolves to 127.0.0.1 after the
+  page loaded) would otherwise be same-origin with this site and read it. Only requests whose ``Host`` names this
+  server are answered: the bound address, the address the connection came to, and the loopback names
+  (``localhost``, ``127.0.0.1``, ``[::1]``), each at the bound port, and the names in ``web_allowed_hosts``
+  (``NAME``: any port; ``NAME:PORT``: that port), e.g. a reverse proxy's public name. Others get a 421 (no Host
+  at all: 400), with a one-line reason. Applies to every path, ``/healthz`` too.
 * **Headers** (``SecurityHeaders``): a CSP with no inline script or style and images only from here and the
   media hosts (avatars are loaded from X), ``Referrer-Policy: no-referrer`` (image hosts never learn the page's
   address), ``nosniff``, and no framing.
@@ -37,6 +43,79 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def split_host(value: str, default_port: int | None = None) -> tuple[str, int | None] | None:
+    """``Host``-style ``NAME[:PORT]`` (``[IPv6][:PORT]`` too) as (lower-case name without a trailing dot, port or
+    ``default_port``); None when it is not one."""
+    value = value.strip()
+    if value.startswith("["):
+        name, bracket, rest = value[1:].partition("]")
+        if not bracket or not name or (rest and not rest.startswith(":")):
+            return None
+        port_text = rest[1:] if rest else None
+    else:
+        name, colon, port_text_or_empty = value.partition(":")
+        port_text = port_text_or_empty if colon else None
+        if not name or ":" in port_text_or_empty:
+            return None
+    if any(not (c.isascii() and (c.isalnum() or c in "-._:%")) for c in name):
+        return None
+    if port_text is None:
+        return name.lower().rstrip("."), default_port
+    if not (port_text.isascii() and port_text.isdigit() and 0 < len(port_text) <= 5 and int(port_text) <= 65535):
+        return None
+    return name.lower().rstrip("."), int(port_text)
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests whose ``Host`` header names this server (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, web_host: str, web_port: int, allowed: Iterable[str] = ()) -> None:
+        self.app = app
+        self.web_host = web_host.strip().strip("[]").lower().rstrip(".")
+        self.web_port = web_port
+        self.allowed: set[tuple[str, int | None]] = set()
+        for entry in allowed:
+            parsed = split_host(entry)
+            if parsed is None:
+                raise ConfigError(f"NIJIFEED_WEB_ALLOWED_HOSTS: {entry!r} is not NAME or NAME:PORT")
+            self.allowed.add(parsed)
+
+    def accepts(self, host: str, scope: Scope) -> bool:
+        default_port = 443 if scope.get("scheme") in ("https", "wss") else 80
+        parsed = split_host(host, default_port)
+        if parsed is None:
+            return False
+        name, port = parsed
+        if (name, None) in self.allowed or (name, port) in self.allowed:
+            return True
+        server = scope.get("server")  # the local address the connection came to (uvicorn), or the test client's
+        bound_port = int(server[1]) if server and server[1] is not None else self.web_port
+        here = {self.web_host, "localhost"} | ({str(server[0]).strip("[]").lower()} if server else set())
+        return port == bound_port and (name in here or is_loopback(name))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        hosts = [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"host"]
+        if len(hosts) != 1:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await _send(send, 400, b"bad request: exactly one Host header is needed\n", [])
+            return
+        if not self.accepts(hosts[0], scope):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            shown = "".join(c for c in hosts[0][:100] if c.isascii() and c.isprintable())
+            reason = (f"misdirected request: this nijifeed does not answer to Host {shown!r} (a name it serves "
+                      "must be the bound address, a loopback name at its port, or in NIJIFEED_WEB_ALLOWED_HOSTS)\n")
+            await _send(send, 421, reason.encode(), [])
+            return
+        await self.app(scope, receive, send)
 
 
 def check_exposure(settings: Settings) -> None:
