@@ -77,6 +77,9 @@ def test_an_image_is_shown_once_under_the_first_post_that_carried_it(polled, fee
         echoes = next(e for e in after if e.id == quoted.id).echoes
         assert [(x.post_id, x.via, x.author_handle) for x in echoes][-1] == ("9200000000000000001", "quote", "curator")
         assert entry_for_post(store, "9200000000000000001") is None  # no entry of its own: nothing to forward
+        assert "quoted by @curator" in next(e for e in after if e.id == quoted.id).echo_line()
+    page = cli("feed").stdout
+    assert "quoted by @curator" in page  # the reader sees who else carried it
 
 
 def test_a_post_that_reappears_is_one_entry(polled):

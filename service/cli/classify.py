@@ -25,6 +25,7 @@ from service.cli.base import (
     fmt,
     metrics_table,
     model_app,
+    print_error,
     print_training_report,
     progress_bar,
     report_failures,
@@ -94,7 +95,7 @@ def train(
         console.print(f"trained [bold]{kind}[/bold] on {len(t.data.y)} images: {', '.join(parts)} ({t.overridden} "
                       "folder or sample answers overridden by a label)", highlight=False)
         for reason in t.unusable:
-            err.print(f"[yellow]not used[/yellow] {reason}", highlight=False)
+            print_error(reason, "not used", "yellow")
     trained, rescored, cv_before = result.model, result.rescored, result.cv_before
     print_training_report(trained)
     if cv_before is not None:
@@ -128,7 +129,7 @@ def _train_starter(app_ctx: Context, *, kind: str, target_precision: float | Non
     with progress_bar(len(starter_files()), "features") as advance:
         training = starter_training_set(settings, app_ctx.store, app_ctx.extractor, on_progress=advance)
     for reason in training.unusable:
-        err.print(f"[yellow]skipped[/yellow] {reason}", highlight=False)
+        print_error(reason, "skipped", "yellow")
     data = training.data
     console.print(
         f"training the starter model ([bold]{kind}[/bold]) on {len(data.y)} bundled samples ({int(data.y.sum())} 2D, "
@@ -166,7 +167,7 @@ def triage(
     """Sort every image of FOLDER into OUT/positive, OUT/negative or OUT/uncertain, with OUT/report.csv."""
     app_ctx = ctx_of(ctx)
     if not folder.is_dir():
-        err.print(f"[red]error:[/red] not a folder: {folder}")
+        print_error(f"not a folder: {folder}")
         raise typer.Exit(2)
     model = load_active(app_ctx)
     with progress_bar(len(list_images(folder)), "triage") as advance:
@@ -196,7 +197,7 @@ def load_active(app_ctx: Context) -> TrainedModel:
     try:
         return app_ctx.active_model()
     except ModelError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(exc)
         raise typer.Exit(1) from None
 
 
@@ -281,7 +282,7 @@ def model_info(
     try:
         model = load_model(Path(row["path"]), int(row["version"]))
     except ModelError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(exc)
         raise typer.Exit(1) from None
     meta = model.meta.to_dict(with_hashes=False)
     meta.update(version=model.version, path=row["path"])

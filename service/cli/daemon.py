@@ -8,8 +8,17 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from service.cli.base import Context, command, console, ctx_of, err, print_training_report
+from service.cli.base import (
+    Context,
+    command,
+    console,
+    ctx_of,
+    ensure_data_dir,
+    print_error,
+    print_training_report,
+)
 from service.cli.status import print_status
+from service.terminal import clean
 
 if TYPE_CHECKING:
     from service.pipeline.service import Service
@@ -32,21 +41,23 @@ def _with_source(ctx: typer.Context, source: str | None) -> Context:
 @command()
 def poll(ctx: typer.Context, source: SourceOption = None) -> None:
     """Run one cycle (fetch, download, classify, route) and print where everything went."""
-    from service.pipeline.build import CycleRunner
+    from service.pipeline.build import CycleRunner, make_source
     from service.sources import SourceError
 
     app_ctx = _with_source(ctx, source)
-    runner = CycleRunner.from_settings(app_ctx.settings, app_ctx.extractor)
+    ensure_data_dir(app_ctx.settings)
+    cycle_source = make_source(app_ctx.settings)  # missing credentials end here, before the extractor loads
+    runner = CycleRunner(app_ctx.settings, app_ctx.extractor, cycle_source)
     try:
         summary = runner(threading.Event(), True)
     except SourceError as exc:
-        err.print(f"[red]poll failed:[/red] {exc}", highlight=False)
+        print_error(exc, "poll failed:")
         raise typer.Exit(1) from None
     finally:
         runner.close()
-    console.print(summary.line(), highlight=False)
+    console.print(clean(summary.line()), highlight=False, markup=False)
     for message in summary.errors:
-        err.print(f"[yellow]API:[/yellow] {message}", highlight=False)
+        print_error(message, "API:", "yellow")
 
 
 @command()
@@ -55,6 +66,7 @@ def run(ctx: typer.Context, source: SourceOption = None) -> None:
     from service.pipeline.service import Service
 
     app_ctx = _with_source(ctx, source)
+    ensure_data_dir(app_ctx.settings)
     with Service.from_settings(app_ctx.settings, extractor=app_ctx.extractor) as service:
         service.run(on_start=_announce)
 

@@ -43,6 +43,8 @@ def _print_entry(entry: FeedEntry) -> None:
     _line(Text.assemble((who, "bold"), f" · {clean(entry.created_at)} · {clean(entry.url)}"))
     if entry.reposted_by:
         _line(Text(f"  ↻ retweeted by {', '.join('@' + clean(h) for h in entry.reposted_by)}"))
+    if entry.echoes:
+        _line(Text(f"  ↪ {clean(entry.echo_line())}"))
     if entry.text:
         _line(Text(f"  {clean(entry.text, newlines=True)}"))
     for image in entry.images:

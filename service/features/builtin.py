@@ -383,23 +383,30 @@ class _Geometry(NamedTuple):
     above_dc: np.ndarray  # above 0.02 cycles/pixel
 
 
-@functools.lru_cache(maxsize=64)
+def _indices(mask: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(mask).astype(np.int32)
+
+
+# Cached: most images share a few shapes. Bounded small, as each entry holds about 0.7 MB at the working size and
+# a timeline of odd crops would otherwise keep dozens of them (the soak saw RSS climb ~90 MB until 64 were held).
+@functools.lru_cache(maxsize=12)
 def _spectrum_geometry(h: int, w: int) -> _Geometry:
-    """Window and frequency masks for one image shape (cached: most images share a few shapes)."""
+    """Window and frequency masks for one image shape."""
     window = np.hanning(h).astype(np.float32)[:, None] * np.hanning(w).astype(np.float32)[None, :]
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     radius = np.sqrt(fx * fx + fy * fy).ravel()
     angle = np.abs(np.arctan2(fy, fx + 1e-12)).ravel()  # 0..pi: rfft keeps fx >= 0
     band = np.digitize(radius, _SPECTRUM_EDGES) - 1
-    inside = np.flatnonzero((band >= 0) & (band < len(_SPECTRUM_EDGES) - 1))
+    inside = _indices((band >= 0) & (band < len(_SPECTRUM_EDGES) - 1))
     mid = (radius > 0.05) & (radius < 0.35)
     tol = np.pi / 18
     axes = mid & ((angle < tol) | (np.abs(angle - np.pi / 2) < tol) | (angle > np.pi - tol))
     diagonals = mid & ((np.abs(angle - np.pi / 4) < tol) | (np.abs(angle - 3 * np.pi / 4) < tol))
-    return _Geometry(window, inside, band[inside], np.bincount(band[inside], minlength=len(_SPECTRUM_EDGES) - 1),
-                     np.flatnonzero(axes), np.flatnonzero(diagonals), np.flatnonzero(mid),
-                     np.flatnonzero(radius > 0.25), np.flatnonzero(radius > 0.02))
+    bands = band[inside].astype(np.int32)
+    return _Geometry(window, inside, bands, np.bincount(bands, minlength=len(_SPECTRUM_EDGES) - 1),
+                     _indices(axes), _indices(diagonals), _indices(mid), _indices(radius > 0.25),
+                     _indices(radius > 0.02))
 
 
 def _spectrum_features(luma: np.ndarray) -> list[float]:

@@ -61,6 +61,16 @@ class FeedEntry:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def echo_line(self) -> str:
+        """Who else carried its pictures, in words: "quoted by @a, @b · reposted by @c · posted again by @d"."""
+        groups: dict[str, list[str]] = {}
+        for echo in self.echoes:
+            how = {"quote": "quoted by", "retweet": "reposted by"}.get(echo.via or "", "posted again by")
+            handle = f"@{echo.author_handle}" if echo.author_handle else "someone"
+            if handle not in groups.setdefault(how, []):
+                groups[how].append(handle)
+        return " · ".join(f"{how} {', '.join(handles)}" for how, handles in groups.items())
+
 
 @dataclass(frozen=True)
 class Cursor:

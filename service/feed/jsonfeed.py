@@ -52,6 +52,8 @@ def _item(entry: FeedEntry, attach: Attach) -> dict[str, Any]:
         "_nijifeed": {
             "post_id": entry.id,
             "reposted_by": entry.reposted_by,
+            "echoes": [{"post_id": e.post_id, "author_handle": e.author_handle, "url": e.url, "via": e.via}
+                       for e in entry.echoes],
             "images": [
                 {"sha256": i.sha256, "p_2d": i.p_2d, "model_version": i.model_version, "routed_by": i.routed_by,
                  "original_url": i.url}

@@ -54,6 +54,7 @@ def entry_html(entry: FeedEntry, attach: Attach) -> str:
             entry.url or attach(image).url, attach(image).url))
     figures = ", ".join(_figure(image) for image in entry.images)
     credit = f" · retweeted by {', '.join('@' + h for h in entry.reposted_by)}" if entry.reposted_by else ""
+    credit += f" · {entry.echo_line()}" if entry.echoes else ""
     parts.append(Markup("<p><small>{}{}</small></p>").format(figures, credit))
     return "".join(str(p) for p in parts)
 
