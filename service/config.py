@@ -10,14 +10,18 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -34,6 +38,17 @@ class ConfigError(NijifeedError):
     """A setting has a bad value; the message names the setting and what is wrong."""
 
     exit_code = 2  # as for a bad command-line option: nothing ran
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, where a list setting may also be written as comma-separated values
+    (``NIJIFEED_MEDIA_HOSTS=a.example, b.example``); a value that starts with ``[`` (or ``{``) is JSON, as
+    pydantic-settings reads it."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        if isinstance(value, str) and get_origin(field.annotation) is list and not value.lstrip().startswith(("[", "{")):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return super().decode_complex_value(field_name, field, value)
 
 
 def _default_data_dir() -> Path:
@@ -91,6 +106,16 @@ class Settings(BaseSettings):
     x_access_token: SecretStr | None = None
     x_access_token_secret: SecretStr | None = None
     x_bearer_token: SecretStr | None = Field(None, description="An OAuth 2.0 *user* access token (not app-only).")
+    x_client_id: str | None = Field(None, description="OAuth 2.0 client id of your X app (nijifeed login).")
+    x_client_secret: SecretStr | None = Field(None, description="OAuth 2.0 client secret (confidential clients only).")
+    x_refresh_token: SecretStr | None = Field(
+        None, description="An OAuth 2.0 refresh token to seed a headless install (used once; the stored one wins)."
+    )
+    x_redirect_uri: str = Field("http://127.0.0.1:8765/callback",
+                                description="The OAuth 2.0 callback URL registered for your X app (nijifeed login).")
+    x_authorize_url: str | None = Field(
+        None, description="OAuth 2.0 authorize page; default https://x.com/i/oauth2/authorize (or the sandbox's)."
+    )
     x_max_results: int = Field(100, ge=5, le=100, description="Posts per page; reads are billed per post.")
     x_max_pages: int = Field(8, ge=1, le=50, description="Pages followed back to the last seen post per poll.")
     x_read_cost_usd: float = Field(0.005, ge=0, description="Estimated price of one post read, for the cost line.")
@@ -228,7 +253,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         config_file = os.environ.get("NIJIFEED_CONFIG")
         if config_file:
             path = Path(config_file).expanduser()
@@ -259,6 +284,10 @@ class Settings(BaseSettings):
     def lock_path(self) -> Path:
         return self.data_dir / "daemon.lock"
 
+    @property
+    def x_tokens_path(self) -> Path:
+        return self.data_dir / "x_tokens.json"
+
 
 _SECRET_HINT = re.compile(r"secret|token|key|password", re.IGNORECASE)
 
@@ -281,15 +310,47 @@ def load_settings(**overrides: Any) -> Settings:
         found = re.search(r'field "([^"]+)"', str(exc))
         name = f"NIJIFEED_{found.group(1).upper()}" if found else "settings"
         raise ConfigError(f"{name}: cannot parse the value ({_one_line(exc.__cause__ or exc)}); a list is "
-                          'written as JSON: ["a","b"]') from None
+                          'written as a,b or as JSON: ["a","b"]') from None
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "settings"
             shown = "***" if _is_secret(tuple(error["loc"])) else repr(error.get("input"))
-            lines.append(f"NIJIFEED_{field.upper()}: {error['msg']} (got {shown})")
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":  # a key of the TOML file that is no setting
+                message = "not a setting" + _did_you_mean(f"NIJIFEED_{field.upper()}")
+            lines.append(f"NIJIFEED_{field.upper()}: {message} (got {shown})")
         raise ConfigError(lines[0] if len(lines) == 1 else "invalid settings:\n  " + "\n  ".join(lines)) from None
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+#: ``NIJIFEED_*`` variables that are not settings but are read all the same: the config file's path, and the
+#: variable ``deploy/compose.yaml`` reads for the models' folder (harmless when it is in the env file too).
+OTHER_ENV_NAMES = frozenset({"NIJIFEED_CONFIG", "NIJIFEED_MODELS_DIR"})
+
+
+def _known_env_names() -> set[str]:
+    return {f"NIJIFEED_{name.upper()}" for name in Settings.model_fields} | OTHER_ENV_NAMES
+
+
+def _did_you_mean(name: str) -> str:
+    near = get_close_matches(name.upper(), sorted(_known_env_names()), n=1, cutoff=0.75)
+    return f" (did you mean {near[0]}?)" if near else ""
+
+
+def unknown_env_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning for each ``NIJIFEED_*`` variable of ``environ`` (default: the process's) that is no setting,
+    with the nearest real name: pydantic-settings ignores such a variable, so a misspelt setting
+    (``NIJIFEED_POLL_INTERVALL``) would otherwise be left at its default without a word."""
+    known = _known_env_names()
+    names = os.environ if environ is None else environ
+    warnings = []
+    for name in sorted(names):
+        upper = name.upper()  # settings are read from the environment in any case
+        if upper.startswith("NIJIFEED_") and upper not in known:
+            hint = _did_you_mean(upper) or " (config/nijifeed.env.example lists every setting)"
+            warnings.append(f"{name} is not a nijifeed setting and is ignored{hint}")
+    return warnings

@@ -25,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from service.errors import NijifeedError
 from service.pipeline.cycle import CycleSummary
 from service.sources import SourceError
+from service.sources.read_limit import ReadLimitReached
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Daemon:
         self.clock = clock
         self.stop = stop or threading.Event()  # shared with the source, so its backoff sleeps end on shutdown
         self.paused_until = 0.0
+        self.pause_quiet = False  # a daily read limit pause is logged once, not at every cycle it lasts
         self.cycles = 0
         self.max_cycles = max_cycles  # stop after this many cycles (the demo's --cycles); None runs until stopped
         self.scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True})
@@ -93,15 +95,20 @@ class Daemon:
             return
         fetch = self.clock() >= self.paused_until
         if not fetch:
-            log.info("polling paused for %.0f s more; processing stored work only", self.paused_until - self.clock())
+            log.log(logging.DEBUG if self.pause_quiet else logging.INFO,
+                    "polling paused for %.0f s more; processing stored work only", self.paused_until - self.clock())
         try:
             summary = self.run_cycle(self.stop, fetch)
             log.info("cycle: %s", summary.line())
         except SourceError as exc:
             wait = FATAL_BACKOFF_S if exc.fatal else (exc.retry_after or self.interval)
             self.paused_until = self.clock() + wait
+            self.pause_quiet = isinstance(exc, ReadLimitReached)
             level = logging.ERROR if exc.fatal else logging.WARNING
-            log.log(level, "poll failed: %s; next poll in %.0f s", exc, wait)
+            if self.pause_quiet:
+                log.warning("%s; next poll in %.0f s", exc, wait)
+            else:
+                log.log(level, "poll failed: %s; next poll in %.0f s", exc, wait)
         except Exception:  # noqa: BLE001 - logged with its traceback; the next cycle resumes from the store
             log.exception("cycle failed; the next one resumes from the store")
         finally:

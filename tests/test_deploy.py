@@ -294,3 +294,129 @@ def test_env_example_shows_defaults_where_settings_have_them(monkeypatch):
         if info.default is None or info.default_factory is not None:
             continue  # optional paths and computed defaults show an example instead
         assert from_env(monkeypatch, key, value).model_dump()[field] == Settings().model_dump()[field], key
+
+
+# ------------------------------------------------------------------------------------------------ issue 10: the token
+
+
+class Unset(Exception):
+    """What compose does for ``${VAR:?message}`` when VAR is unset or empty: refuse, with the message."""
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's interpolation of ``$$``, ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
+    ``${VAR:?message}`` and ``${VAR?message}`` (the compose specification's forms), on the file's text."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("name") or match.group("bare")
+        op, arg = match.group("op") or "", match.group("arg") or ""
+        value = env.get(name)
+        missing = value is None or (op.startswith(":") and value == "")
+        if op.endswith("?") and missing:
+            raise Unset(f"required variable {name} is missing a value: {arg}")
+        if op.endswith("-") and missing:
+            return arg
+        return value or ""
+
+    pattern = r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
+    return re.sub(pattern, one, text)
+
+
+def env_file(text: str) -> dict[str, str]:
+    """KEY=value lines, as compose's --env-file and env_file: read them."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def container_settings(compose_text: str, env_text: str, monkeypatch) -> Settings:
+    """The Settings nijifeed builds inside the container: the env file, then compose's ``environment:``."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install pyyaml): compose not parsed")
+    compose = yaml.safe_load(interpolate(compose_text, env_file(env_text)))
+    environment = {**env_file(env_text), **{k: str(v) for k, v in compose["services"]["nijifeed"]["environment"].items()}}
+    with monkeypatch.context() as patch:
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        return Settings()
+
+
+def test_compose_requires_the_web_token_with_a_message():
+    """Issue 10: compose as documented crash-looped (0.0.0.0 inside, no token, nijifeed refusing to start). Now
+    compose itself refuses at `up` time, with a message saying where to set it."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install pyyaml): compose not parsed")
+    text = COMPOSE.read_text()
+    environment = yaml.safe_load(text)["services"]["nijifeed"]["environment"]
+    match = re.fullmatch(r"\$\{NIJIFEED_WEB_TOKEN:\?(?P<message>[^}]+)\}", str(environment.get("NIJIFEED_WEB_TOKEN")))
+    assert match, "NIJIFEED_WEB_TOKEN must be ${NIJIFEED_WEB_TOKEN:?message} (`:?` refuses an empty value too)"
+    message = match.group("message")
+    assert "deploy/nijifeed.env" in message and "--env-file" in message and "README" in message, message
+
+    example = ENV_EXAMPLE.read_text()
+    for env in ({}, env_file(example), {"NIJIFEED_WEB_TOKEN": ""}):  # unset, the example as copied, left empty
+        with pytest.raises(Unset, match="set NIJIFEED_WEB_TOKEN in deploy/nijifeed.env"):
+            interpolate(text, env)
+    resolved = yaml.safe_load(interpolate(text, {"NIJIFEED_WEB_TOKEN": "0123abcd" * 8}))
+    assert resolved["services"]["nijifeed"]["environment"]["NIJIFEED_WEB_TOKEN"] == "0123abcd" * 8
+    # The documented command passes the env file to compose itself, or the token in it is not seen.
+    readme = (DEPLOY / "README.md").read_text()
+    commands = re.findall(r"docker compose[^\n`]*", readme)
+    assert commands and all("--env-file deploy/nijifeed.env" in c for c in commands), commands
+    assert all("--env-file deploy/nijifeed.env" in line for line in text.splitlines() if "docker compose" in line)
+
+
+def test_compose_with_the_token_starts_and_without_it_would_crash_loop(monkeypatch):
+    """What the container's nijifeed sees: with the token in the env file, it may bind 0.0.0.0; the same file
+    with compose's token line removed reproduces the refusal that made the container restart forever."""
+    from service.config import ConfigError
+    from service.web.security import check_exposure
+
+    token_line = "NIJIFEED_WEB_TOKEN=" + "f00d" * 16
+    env_text = ENV_EXAMPLE.read_text() + "\n" + token_line + "\n"
+    settings = container_settings(COMPOSE.read_text(), env_text, monkeypatch)
+    assert settings.web_host == "0.0.0.0" and settings.data_dir == Path("/data")
+    check_exposure(settings)  # no error: the daemon starts
+
+    old = re.sub(r"^\s*NIJIFEED_WEB_TOKEN:.*$", "", COMPOSE.read_text(), flags=re.MULTILINE)
+    settings = container_settings(old, ENV_EXAMPLE.read_text(), monkeypatch)
+    with pytest.raises(ConfigError, match="NIJIFEED_WEB_TOKEN"):
+        check_exposure(settings)
+
+
+def test_compose_requires_a_token_whenever_it_binds_beyond_loopback():
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install pyyaml): compose not parsed")
+    from service.web.security import is_loopback
+
+    environment = yaml.safe_load(COMPOSE.read_text())["services"]["nijifeed"]["environment"]
+    if not is_loopback(str(environment.get("NIJIFEED_WEB_HOST", "127.0.0.1"))):
+        assert ":?" in str(environment.get("NIJIFEED_WEB_TOKEN", "")), "a non-loopback bind needs a required token"
+
+
+# ------------------------------------------------------------------------------------------------ issue 10: README
+
+
+def test_unit_runs_doctor_first_or_the_readme_says_why_not(unit):
+    pre = " ".join(values(unit["Service"], "ExecStartPre"))
+    readme = (DEPLOY / "README.md").read_text()
+    if "doctor" not in pre:
+        assert re.search(r"[Ww]hy the unit does not run `doctor`", readme) and "ExecStartPre=" in readme
+        assert "ExecStartPre" in UNIT.read_text(), "say in the unit too why doctor is not run before start"
+
+
+def test_deploy_readme_walks_from_zero():
+    """Developer portal (Project, App, permissions, callback URL, read credits), then init, doctor, the unit."""
+    readme = (DEPLOY / "README.md").read_text()
+    for needed in ("Project", "App", "App permissions", "Read and write", "Callback URI", "read credits",
+                   "NIJIFEED_X_CLIENT_ID", "NIJIFEED_WEB_TOKEN", "/?token=", "/feed.atom?token="):
+        assert needed in readme, needed
+    if "x_redirect_uri" in Settings.model_fields:  # the callback URL registered must be the one login sends
+        default = Settings.model_fields["x_redirect_uri"].default
+        assert f"`{default}`" in readme, f"the callback URL to register should be NIJIFEED_X_REDIRECT_URI's {default}"
+    systemd = readme[readme.index("## 2a. systemd"):readme.index("## 2b.")]
+    steps = [systemd.index(step) for step in ("nf init", "nf doctor", "systemctl enable --now nijifeed")]
+    assert steps == sorted(steps), "init, then doctor, then enable the unit"
+    compose = readme[readme.index("## 2b."):]
+    steps = [compose.index(step) for step in ("NIJIFEED_WEB_TOKEN=", "nijifeed init", "nijifeed doctor", "nfc up -d")]
+    assert steps == sorted(steps), "the token, init, doctor, then up"
+    alias = re.search(r"alias nfc='([^']+)'", readme)
+    assert alias and "--env-file deploy/nijifeed.env" in alias.group(1) and "-f deploy/compose.yaml" in alias.group(1)

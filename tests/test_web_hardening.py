@@ -88,13 +88,6 @@ def test_configured_names_are_answered(tmp_path):
         server.stop()
 
 
-def test_a_bad_allowed_host_is_a_bad_setting(tmp_path, cli, monkeypatch):
-    monkeypatch.setenv("NIJIFEED_WEB_ALLOWED_HOSTS", '["https://feed.example.org/"]')
-    result = cli("web", "--port", "0", ok=False)
-    assert result.exit_code == 2 and "NIJIFEED_WEB_ALLOWED_HOSTS" in result.output
-    assert len(result.output.strip().splitlines()) == 1
-
-
 # ------------------------------------------------------------------------------------------------ connections
 
 
@@ -204,13 +197,19 @@ def cursor_store(tmp_path_factory):
     world.store.close()
 
 
+#: Any code point, lone surrogates included (JSON's "\\ud800" decodes to one; hypothesis leaves them out by default).
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+
+
 def _json_cursor() -> st.SearchStrategy[str]:
-    """Cursors a client could make: base64 of JSON of any shape (strings with surrogates and controls too)."""
-    leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text())
-    shapes = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner,
+    """Cursors a client could make: base64 of JSON of any shape, strings with surrogates and controls, nesting
+    deeper than the JSON decoder's recursion limit."""
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), ANY_TEXT)
+    shapes = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY_TEXT, inner,
                                                                                               max_size=3), max_leaves=6)
-    return st.one_of(shapes, st.lists(st.text(), min_size=2, max_size=2)).map(
-        lambda value: _cursor(json.dumps(value)))
+    deep = st.integers(500, 3000).map(lambda n: "[" * n + "]" * n)
+    return st.one_of(shapes.map(json.dumps), st.lists(ANY_TEXT, min_size=2, max_size=2).map(json.dumps), deep).map(
+        _cursor)
 
 
 @given(before=st.one_of(st.text(max_size=80), st.binary(max_size=80).map(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -18,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from service.classify.registry import TrainedModel
-from service.config import ConfigError, Settings, load_settings
+from service.config import ConfigError, Settings, load_settings, unknown_env_warnings
 from service.errors import NijifeedError
 from service.features import FeatureExtractor, ImageLimits, make_extractor
 from service.features.images import ImageError
@@ -44,11 +45,7 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        data_dir = self.settings.data_dir
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a bad NIJIFEED_DATA_DIR, said as one line like the other bad settings
-            raise ConfigError(f"NIJIFEED_DATA_DIR: cannot create {data_dir}: {exc.strerror or exc}") from None
+        ensure_data_dir(self.settings)
         return Store.open(self.settings.db_path)
 
     @cached_property
@@ -63,6 +60,22 @@ class Context:
         from service.pipeline.build import ActiveModel
 
         return ActiveModel.from_settings(self.settings, self.store, self.extractor).load()
+
+
+def ensure_data_dir(settings: Settings) -> None:
+    """Create the data dir and check that this user may write there; a bad NIJIFEED_DATA_DIR is then one line like
+    the other bad settings, not a traceback from SQLite or the lock file."""
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"NIJIFEED_DATA_DIR: cannot create {data_dir}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"NIJIFEED_DATA_DIR: cannot write in {data_dir}: {exc.strerror or exc} (make it writable "
+                          "by the user running nijifeed, or choose another folder)") from None
 
 
 def ctx_of(ctx: typer.Context) -> Context:
@@ -110,6 +123,9 @@ def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
     try:
         settings = load_settings()
     except ConfigError as exc:
+        if ctx.invoked_subcommand == "doctor":  # doctor reports a bad setting as its first failed check
+            ctx.obj = exc
+            return
         raise fail(exc) from None
     level = "DEBUG" if verbose else settings.log_level
     logging.basicConfig(level=level, format="%(message)s", handlers=[CleanRichHandler(console=err, show_path=False)])
@@ -117,6 +133,8 @@ def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
         # One line per request or job run drowns the one line per cycle that matters.
         for chatty in ("httpx", "httpcore", "apscheduler", "tweepy", "uvicorn.access"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
+    for warning in unknown_env_warnings():  # a misspelt setting is ignored by pydantic-settings: say so
+        print_error(warning, "warning:", "yellow")
     ctx.obj = Context(settings)
 
 

@@ -13,6 +13,7 @@ from rich.text import Text
 from service.cli.base import app, command, console, ctx_of
 from service.config import Settings
 from service.errors import InputError
+from service.sources.read_limit import DailyReadLimit
 from service.store import Store
 from service.terminal import clean
 from service.words import MEDIA_STATUSES
@@ -45,6 +46,7 @@ def status_payload(store: Store, settings: Settings) -> dict[str, Any]:
         "reads_today": reads,
         "estimated_cost_today_usd": round(reads * settings.x_read_cost_usd, 4),
         "active_model": int(active["version"]) if active else None,
+        "daily_read_limit": DailyReadLimit.from_settings(settings).status(store),
     }
     if payload["last_poll"]:
         payload["last_poll"].pop("summary_json", None)
@@ -68,6 +70,13 @@ def print_status(store: Store, settings: Settings) -> None:
         "API reads today",
         f"{payload['reads_today']} (≈ ${payload['estimated_cost_today_usd']:.2f} at ${settings.x_read_cost_usd}/read)",
     )
+    limit = payload["daily_read_limit"]
+    if limit["limit"]:
+        state = (f"reached: polling paused until {limit['resets_at']}" if limit["paused"]
+                 else f"{limit['remaining']} reads left today")
+        table.add_row("daily read limit", f"{limit['limit']} ({state})")
+    else:
+        table.add_row("daily read limit", "none (NIJIFEED_X_DAILY_READ_LIMIT)")
     active = payload["active_model"]
     table.add_row("active model", f"v{active}" if active is not None else "none (run `nijifeed train`)")
     console.print(table)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from service.classify.registry import ModelError, TrainedModel, load_model
@@ -19,6 +21,7 @@ from service.media.cache import ImageCache, enforce_cache_limit
 from service.media.download import Downloader, default_allowed_hosts
 from service.pipeline.cycle import Cycle
 from service.sources import Source
+from service.sources.read_limit import DailyReadLimit
 from service.store import Store
 
 log = logging.getLogger(__name__)
@@ -134,7 +137,9 @@ def make_cycle(
     extractor: FeatureExtractor,
     model: ActiveModel,
     stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Cycle:
+    """``clock``: Unix seconds, for the polls' times and the daily read limit's UTC day (tests inject one)."""
     skip = frozenset() if settings.classify_previews else frozenset({"video", "animated_gif"})
     return Cycle(
         store=store,
@@ -149,6 +154,8 @@ def make_cycle(
         skip_kinds=skip,
         max_attempts=settings.max_download_attempts,
         stop=stop,
+        read_limit=DailyReadLimit.from_settings(settings, clock=clock),
+        clock=clock,
     )
 
 
@@ -184,10 +191,13 @@ class CycleRunner:
     source with its resolved user id, the loaded model) across cycles. After each cycle the image cache is held
     to its size bound."""
 
-    def __init__(self, settings: Settings, extractor: FeatureExtractor, source: Source | None) -> None:
+    def __init__(self, settings: Settings, extractor: FeatureExtractor, source: Source | None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock``: Unix seconds for the cycles' polls and the daily read limit's UTC day (tests inject one)."""
         self.settings = settings
         self.extractor = extractor
         self.source = source
+        self.clock = clock
         self.stores = ThreadStores(settings.db_path)
         self._models: dict[int, ActiveModel] = {}
 
@@ -208,7 +218,8 @@ class CycleRunner:
             model = self._models[threading.get_ident()] = ActiveModel.from_settings(self.settings, store,
                                                                                     self.extractor)
             model()  # a fresh data dir gets its starter model here, before any download waits on it
-        cycle = make_cycle(self.settings, store, source=self.source, extractor=self.extractor, model=model, stop=stop)
+        cycle = make_cycle(self.settings, store, source=self.source, extractor=self.extractor, model=model, stop=stop,
+                           clock=self.clock)
         try:
             return cycle.run(fetch=fetch)
         finally:

@@ -12,12 +12,14 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Protocol, cast
 
 import numpy as np
 from PIL import Image
@@ -29,6 +31,7 @@ from service.media import Download, media_url
 from service.media.cache import ImageCache
 from service.route import route_all
 from service.sources import Source, SourceError
+from service.sources.read_limit import DailyReadLimit, ReadLimitedSource, page_size
 from service.store import Store
 from service.store.journey import PendingMedia
 
@@ -48,6 +51,7 @@ class CycleSummary:
     audit: int = 0
     waiting_for_model: int = 0
     gap: bool = False
+    read_limit: str | None = None  # why polling pauses until the next UTC day (NIJIFEED_X_DAILY_READ_LIMIT)
     error: str | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -67,6 +71,8 @@ class CycleSummary:
             parts.append(f"{self.waiting_for_model} waiting for a model")
         if self.gap:
             parts.append("GAP in the timeline")
+        if self.read_limit:
+            parts.append("daily read limit reached")
         if self.error:
             parts.append(f"error: {self.error}")
         return "; ".join(parts)
@@ -116,7 +122,11 @@ class Cycle:
         skip_kinds: frozenset[str] = frozenset({"video", "animated_gif"}),
         max_attempts: int = 3,
         stop: threading.Event | None = None,
+        read_limit: DailyReadLimit | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``read_limit``: the daily read limit of a source that bills reads (the X timeline); ``clock``: Unix
+        seconds, for the polls' start times (the read limit's day; tests inject one)."""
         self.store = store
         self.source = source
         self.extractor = extractor
@@ -130,6 +140,8 @@ class Cycle:
         self.skip_kinds = skip_kinds
         self.max_attempts = max_attempts
         self.stop = stop or threading.Event()
+        self.read_limit = read_limit
+        self.clock = clock
         self.summary = CycleSummary()
 
     def run(self, *, fetch: bool = True) -> CycleSummary:
@@ -156,11 +168,22 @@ class Cycle:
         assert self.source is not None
         key = f"since_id:{self.source.name}"
         since_id = self.store.get_kv(key)
-        poll = self.store.start_poll(self.source.name)
+        limit = self.read_limit if self.read_limit and getattr(self.source, "bills_reads", False) else None
+        remaining = limit.remaining(self.store) if limit is not None else None
+        if limit is not None and page_size(100, remaining) == 0:  # not even the smallest page fits: no request
+            reached = limit.reached(self.store)
+            self.summary.read_limit = str(reached)
+            raise reached
+        started = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="milliseconds")
+        poll = self.store.start_poll(self.source.name, at=started)
         newest: str | None = None
         complete = False
+        if remaining is None:
+            pages = self.source.pages(since_id)
+        else:
+            pages = cast(ReadLimitedSource, self.source).pages(since_id, max_reads=remaining)
         try:
-            for page in self.source.pages(since_id):
+            for page in pages:
                 new = self.store.add_posts(page.posts, skip_kinds=self.skip_kinds)
                 self.store.add_reads(poll, len(page.posts), page.reads, new)
                 self.summary.pages += 1
@@ -180,7 +203,11 @@ class Cycle:
         finally:
             if complete and newest:
                 self.store.set_kv(key, newest)
+            if complete and limit is not None and limit.paused(self.store):
+                self.summary.read_limit = str(limit.reached(self.store))
             self.store.finish_poll(poll, self.summary.to_dict())
+        if limit is not None and self.summary.read_limit:
+            raise limit.reached(self.store)  # the stored work still goes on (``run``); the daemon pauses polling
 
     # --- download → decode → extract → classify → route -----------------------------------------------------------
 

@@ -20,11 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cap", type=int, default=800, help="newest posts the timeline returns (API: 800)")
     parser.add_argument("--photo-scale", type=float, default=4.0, help="orig photo size / sample size")
     parser.add_argument("--seed", type=int, default=0, help="seed of the posts generated past the scripted ones")
+    parser.add_argument("--token-ttl", type=float, default=7200.0, metavar="S",
+                        help="seconds an OAuth 2.0 access token from POST /2/oauth2/token lasts (default 7200)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
     sandbox = Sandbox(host=args.host, port=args.port, reveal=args.reveal, cap=args.cap, photo_scale=args.photo_scale,
-                      seed=args.seed)
+                      seed=args.seed, oauth2_token_ttl=args.token_ttl)
     sandbox.start()
     print(f"X API sandbox on {sandbox.url}  (me: @{sandbox.me['username']}, id {sandbox.me['id']})")
     print(f"  {len(sandbox.posts())} posts visible, {sandbox.remaining} scripted ones to publish, then generated "
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     print("  point nijifeed at it:")
     print(f"    export NIJIFEED_X_API_BASE_URL={sandbox.url}")
     print("    export NIJIFEED_X_BEARER_TOKEN=sandbox-user-token   # any user token is accepted")
+    print("    # or: export NIJIFEED_X_CLIENT_ID=any-client-id; nijifeed login   (consent is automatic)")
     print(f"  faults: curl -X POST {sandbox.url}/_sandbox/faults -d '{{\"kind\": \"503\", \"times\": 2}}'")
     stop = threading.Event()
     try:

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -64,12 +65,14 @@ class OAuthState:
 
     def __init__(self, *, token_ttl: float = 7200.0, clients: dict[str, str | None] | None = None,
                  consumers: dict[str, str] | None = None, user_id: str = "", clock: Callable[[], float] = time.time,
-                 ) -> None:
+                 sign: Callable[[str, str, list[tuple[str, str]], str, str], str] | None = None) -> None:
+        """``sign``: the HMAC-SHA1 signature of a request (``server.oauth1_signature``), for OAuth 1.0a."""
         self.token_ttl = token_ttl
         self.clients = dict(clients or {})
         self.consumers = dict(consumers or {})
         self.user_id = user_id
         self.clock = clock
+        self.sign = sign or (lambda *args: "")
         self._lock = threading.Lock()
         self._codes: dict[str, tuple[_Grant, str, str]] = {}  # code -> grant, redirect_uri, challenge
         self._access: dict[str, float] = {}  # access token -> expiry (clock seconds)
@@ -187,11 +190,12 @@ class OAuthState:
                     return _bad("code_verifier does not match the code_challenge", "invalid_grant")
             elif grant_type == "refresh_token":
                 old = form.get("refresh_token", "")
-                grant = self._refresh.pop(old, None)  # rotation: the old token is spent whatever follows
-                if grant is None or grant.client_id != client:
-                    if grant is not None:
-                        self._refresh[old] = grant
+                spent = self._refresh.pop(old, None)  # rotation: the old token is spent whatever follows
+                if spent is None or spent.client_id != client:
+                    if spent is not None:
+                        self._refresh[old] = spent
                     return _bad("Value passed for the token was invalid.", "invalid_grant")
+                grant = spent
                 self.used_refresh.add(old)
             else:
                 return _bad(f"unsupported grant_type {grant_type!r}", "unsupported_grant_type")
@@ -210,11 +214,7 @@ class OAuthState:
 
     def _signed(self, authorization: str, url: str, query: dict[str, str], form: dict[str, str],
                 token_secret: str) -> dict[str, str] | _Reply:
-        from .server import oauth1_signature
-
         scheme, _, rest = authorization.partition(" ")
-        import re
-
         params = {k: unquote(v) for k, v in re.findall(r'(\w+)="([^"]*)"', rest)} if scheme == "OAuth" else {}
         if not params.get("oauth_consumer_key") or not params.get("oauth_signature"):
             return _json(401, {"errors": [{"code": 215, "message": "Bad Authentication data."}]})
@@ -222,7 +222,7 @@ class OAuthState:
         if key in self.consumers:
             pairs = [*query.items(), *form.items(),
                      *((k, v) for k, v in params.items() if k.startswith("oauth_") and k != "oauth_signature")]
-            expected = oauth1_signature("POST", url, pairs, self.consumers[key], token_secret)
+            expected = self.sign("POST", url, pairs, self.consumers[key], token_secret)
             if not hmac.compare_digest(expected, params["oauth_signature"]):
                 return _json(401, {"errors": [{"code": 32, "message": "Could not authenticate you."}]})
         return params
@@ -249,8 +249,6 @@ class OAuthState:
         return _Reply(200, page.encode(), "text/html; charset=utf-8")
 
     def _access_token(self, authorization: str, url: str, query: dict[str, str], form: dict[str, str]) -> _Reply:
-        import re
-
         rest = authorization.partition(" ")[2]
         token = unquote(dict(re.findall(r'(\w+)="([^"]*)"', rest)).get("oauth_token", ""))
         with self._lock:

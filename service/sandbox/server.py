@@ -10,7 +10,9 @@ Python API::
 
 HTTP control endpoints (for a sandbox run with ``python -m service.sandbox``): ``POST /_sandbox/publish?count=k``,
 ``POST /_sandbox/faults`` (JSON ``{"kind": "503", "times": 2, ...opts}``), ``GET``/``DELETE /_sandbox/faults``,
-``GET``/``DELETE /_sandbox/requests``, ``GET /_sandbox/state``, ``GET /_sandbox/attribution``.
+``GET``/``DELETE /_sandbox/requests``, ``GET /_sandbox/state``, ``GET /_sandbox/attribution``. The OAuth 2.0 (PKCE,
+refresh-token rotation, expiring access tokens) and OAuth 1.0a (PIN) endpoints that ``nijifeed login`` uses:
+``oauth.py`` (state in ``sandbox.oauth``).
 
 Faults (``kind``; what they hit by default; options):
 
@@ -49,6 +51,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from .oauth import ACCESS_PREFIX, OAUTH_PATHS, OAuthState
 from .timeline_data import (
     EXPANSIONS,
     MEDIA_FIELDS,
@@ -275,6 +278,8 @@ class Sandbox:
         clock: Callable[[], float] = time.time,
         endless: bool = True,
         seed: int = 0,
+        oauth2_token_ttl: float = 7200.0,
+        oauth2_clients: dict[str, str | None] | None = None,
     ) -> None:
         """``reveal``: how many of the oldest timeline posts are visible at first (default all); ``cap``: the
         newest posts the endpoint returns (800 like the API); ``photo_scale``: the "orig" size of photos relative
@@ -285,7 +290,9 @@ class Sandbox:
         when given, OAuth 1.0a requests must carry these keys and a valid HMAC-SHA1 signature of the URL the
         sandbox received (else 401, like the API); ``endless``: past the scripted timeline, ``publish`` goes on
         with generated posts (its photos mirrored and cropped, other authors and texts), the same for the same
-        ``seed``."""
+        ``seed``; ``oauth2_token_ttl``: seconds an access token from ``POST /2/oauth2/token`` lasts;
+        ``oauth2_clients``: client id -> secret of confidential clients (any other id is a public client). The
+        OAuth endpoints and their state: ``self.oauth`` (``oauth.py``)."""
         self.host = host
         self.port = port
         self.cap = cap
@@ -305,6 +312,10 @@ class Sandbox:
         self.samples = samples_dir()
         self.timeline = Timeline(data or bundled_timeline(), reveal=reveal, now_ms=self._now_ms(),
                                  samples=self.samples, photo_scale=photo_scale, endless=endless, seed=seed)
+        consumers = ({self.oauth1_credentials["consumer_key"]: self.oauth1_credentials["consumer_secret"]}
+                     if self.oauth1_credentials else {})
+        self.oauth = OAuthState(token_ttl=oauth2_token_ttl, clients=oauth2_clients, consumers=consumers,
+                                user_id=self.timeline.me.id, clock=clock, sign=oauth1_signature)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -447,7 +458,7 @@ class Sandbox:
             reply = self._control(method, path, query, body)
             self._send(handler, reply)
             return
-        endpoint = self._endpoint(path)
+        endpoint = "oauth" if path in OAUTH_PATHS else self._endpoint(path)
         auth = handler.headers.get("Authorization")
         scheme = auth.split(" ", 1)[0] if auth else None
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in SECRET_HEADERS}
@@ -455,7 +466,12 @@ class Sandbox:
         record = RequestRecord(method, path, query, headers, scheme, endpoint, 0, None, self.clock())
         with self._lock:
             self._requests.append(record)
-        if endpoint == "media":
+        if endpoint == "oauth":
+            oauth_reply = self.oauth.handle(method, path, query, body, {k.lower(): v for k, v in handler.headers.items()},
+                                            f"http://{handler.headers.get('Host', '')}{path}")
+            reply = _Reply(oauth_reply.status, oauth_reply.body, oauth_reply.content_type,
+                           {"location": oauth_reply.location} if oauth_reply.location else None)
+        elif endpoint == "media":
             reply = self._media(method, path, query)
         elif endpoint in ("timeline", "me", "api"):
             signed = (method, f"http://{handler.headers.get('Host', '')}{path}",
@@ -528,12 +544,15 @@ class Sandbox:
         if not auth:
             return _json(401, PROBLEMS[401])
         scheme, _, rest = auth.partition(" ")
+        issued: tuple[str, str] | None = None
         if scheme == "Bearer":
             token = rest.strip()
             if not token:
                 return _json(401, PROBLEMS[401])
             if token.startswith(_APP_ONLY_PREFIX):
                 return _json(403, FORBIDDEN["unsupported-authentication"])
+            if token.startswith(ACCESS_PREFIX):  # issued by POST /2/oauth2/token: good until it expires
+                return _json(401, PROBLEMS[401]) if self.oauth.access_expired(token) else None
         elif scheme == "OAuth":
             params = {k: unquote(v) for k, v in re.findall(r'(\w+)="([^"]*)"', rest)}
             required = ("oauth_consumer_key", "oauth_nonce", "oauth_signature", "oauth_signature_method",
@@ -548,6 +567,10 @@ class Sandbox:
                 return _json(401, PROBLEMS[401])
             token = params["oauth_token"]
             creds = self.oauth1_credentials
+            issued = self.oauth.oauth1_secret(params["oauth_consumer_key"], token)
+            if issued is not None:  # an access token from POST /oauth/access_token
+                creds = {"consumer_key": params["oauth_consumer_key"], "access_token": token,
+                         "consumer_secret": issued[0], "access_token_secret": issued[1]}
             if creds is not None:
                 if (params["oauth_consumer_key"], token) != (creds["consumer_key"], creds["access_token"]):
                     return _json(401, PROBLEMS[401])
@@ -559,7 +582,7 @@ class Sandbox:
                     return _json(401, PROBLEMS[401])
         else:
             return _json(401, PROBLEMS[401])
-        if self.accept_tokens is not None and token not in self.accept_tokens:
+        if self.accept_tokens is not None and token not in self.accept_tokens and issued is None:
             return _json(401, PROBLEMS[401])
         return None
 

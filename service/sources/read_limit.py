@@ -14,11 +14,11 @@ full; only the last few reads of a day may stay unused.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from service.sources import SourceError
+from service.sources import Page, SourceError
 from service.sources.x_parse import MAX_REFERENCED_PER_POST
 
 if TYPE_CHECKING:
@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 PAGE_FACTOR = 1 + MAX_REFERENCED_PER_POST
 #: X's lower bound for ``max_results``: a smaller page cannot be asked for.
 MIN_PAGE_POSTS = 5
+
+
+class ReadLimitedSource(Protocol):
+    """A source whose reads are billed (``bills_reads = True``): its polls take the reads left today."""
+
+    name: str
+
+    def pages(self, since_id: str | None, *, max_reads: int | None = None) -> Iterator[Page]: ...
 
 
 class ReadLimitReached(SourceError):
@@ -97,4 +105,4 @@ class DailyReadLimit:
                 "paused": self.paused(store), "resets_at": self.resets_at().isoformat(timespec="seconds")}
 
 
-__all__ = ["MIN_PAGE_POSTS", "PAGE_FACTOR", "DailyReadLimit", "ReadLimitReached", "page_size"]
+__all__ = ["MIN_PAGE_POSTS", "PAGE_FACTOR", "DailyReadLimit", "ReadLimitReached", "ReadLimitedSource", "page_size"]

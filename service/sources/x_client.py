@@ -32,6 +32,15 @@ one place where tweepy's and requests' errors become ``SourceError``.
   that is not a JSON object, or whose shape is wrong (``users/me`` without a user id, a timeline page that
   ``x_parse`` refuses) → ``SourceError`` saying what was wrong (retry in a minute). No other exception leaves a
   call.
+* **OAuth 2.0 tokens that last** (``from_settings`` with tokens from ``nijifeed login`` in ``DATA_DIR/x_tokens.json``,
+  or ``NIJIFEED_X_REFRESH_TOKEN`` with ``NIJIFEED_X_CLIENT_ID`` as a seed): the one place where the access token
+  is refreshed, ``_refresh_oauth2``, before any call once less than a quarter of its lifetime (at most 5 minutes)
+  is left, and once after a 401 (then the call is sent again). Under the token file's lock it reads the file
+  first (another process may have refreshed already), posts ``grant_type=refresh_token`` to
+  ``/2/oauth2/token`` on the API base URL, and saves the answer (the rotated refresh token) atomically before the
+  new access token is used (see ``x_tokens`` for what a crash can lose). A refused refresh token is fatal: run
+  ``nijifeed login``. Precedence in ``from_settings``: the four OAuth 1.0a settings, then the token file (a seed
+  that differs from the one the file came from replaces it), then the seed, then ``NIJIFEED_X_BEARER_TOKEN``.
 * **Secrets** never reach logs, exceptions or reprs: they live only in the tweepy client, and a filter on the
   loggers of tweepy, requests-oauthlib and oauthlib (whose DEBUG output includes headers) masks them.
 """
@@ -53,11 +62,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import requests
 import requests.adapters
+import requests.auth
 import tweepy
 import urllib3
 import urllib3.connection
 
 from service.sources import SourceError
+from service.sources.x_tokens import TokenFile, oauth2_record, seed_hash
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -268,6 +279,8 @@ class _ApiSession(requests.Session):
         self.timeout = timeout
         self.deadline = deadline if deadline is not None else timeout
         self.max_answer_bytes = max_answer_bytes
+        #: The headers of the last answer (errors too): its ``Date`` (clock skew) and ``x-access-level`` (doctor).
+        self.last_headers: Mapping[str, str] = {}
         for prefix in ("https://", "http://"):
             self.mount(prefix, _WatchedAdapter())
 
@@ -292,6 +305,7 @@ class _ApiSession(requests.Session):
                 raise
             if dog.fired:  # the socket was shut while headers were read: what came is cut short, whatever it says
                 raise _Transient(f"no complete answer within {self.deadline:g} s")
+        self.last_headers = response.headers
         _tweepy_safe(response)
         return response
 
@@ -365,6 +379,8 @@ class XClient:
         access_token: object = None,
         access_token_secret: object = None,
         bearer_token: object = None,
+        oauth2_tokens: dict[str, Any] | None = None,
+        token_file: TokenFile | None = None,
         api_base_url: str = DEFAULT_API_BASE_URL,
         timeout: float = 15.0,
         retries: int = 3,
@@ -383,16 +399,23 @@ class XClient:
         ``retries``/``backoff``/``backoff_max``: retries of 5xx/timeouts/connection errors, waiting
         ``min(backoff_max, backoff * 2**n)`` scaled by a random factor in [0.5, 1); ``stop``: setting it ends a
         backoff wait at once (the call then fails with a non-fatal ``SourceError``); ``sleep``: replaces the wait
-        (tests). Raises ``SourceError(fatal=True)`` when the credentials are missing or incomplete."""
+        (tests). ``oauth2_tokens``: a refreshable OAuth 2.0 record (see ``x_tokens``), kept in ``token_file``; it
+        replaces ``bearer_token``. Raises ``SourceError(fatal=True)`` when the credentials are missing or
+        incomplete."""
         oauth1 = {
             "consumer_key": secret_text(consumer_key),
             "consumer_secret": secret_text(consumer_secret),
             "access_token": secret_text(access_token),
             "access_token_secret": secret_text(access_token_secret),
         }
+        self._oauth2 = dict(oauth2_tokens) if oauth2_tokens else None
+        self._token_file = token_file
+        self._unsaved: dict[str, Any] | None = None  # refreshed tokens a failed save left in memory, unused
         bearer = secret_text(bearer_token)
+        if self._oauth2 is not None:
+            bearer = str(self._oauth2.get("access_token") or "") or "none-yet"  # none yet: refreshed before use
         given = [k for k, v in oauth1.items() if v]
-        REDACTOR.register(self, tuple(v for v in (*oauth1.values(), bearer) if v))
+        self._register_secrets(oauth1, bearer)
         self.auth_mode: AuthMode
         if len(given) == 4:
             self.auth_mode = "oauth1"
@@ -429,6 +452,7 @@ class XClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
+        self._oauth1_secrets = oauth1
         self._user_id: str | None = None
         self.user_handle: str | None = None
         self.rate_limit: dict[str, int] = {}
@@ -441,14 +465,22 @@ class XClient:
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> XClient:
-        """The client ``settings`` describe: credentials and ``x_api_base_url``, ``http_timeout``, ``x_retries``
-        and ``x_backoff``."""
+        """The client ``settings`` describe: credentials (see the module docstring for which win) and
+        ``x_api_base_url``, ``http_timeout``, ``x_retries`` and ``x_backoff``."""
+        creds: dict[str, Any] = {
+            "consumer_key": settings.x_consumer_key,
+            "consumer_secret": settings.x_consumer_secret,
+            "access_token": settings.x_access_token,
+            "access_token_secret": settings.x_access_token_secret,
+            "bearer_token": settings.x_bearer_token,
+        }
+        token_file = TokenFile(settings.x_tokens_path)
+        if not all(secret_text(creds[k]) for k in ("consumer_key", "consumer_secret", "access_token",
+                                                     "access_token_secret")):
+            creds.update(_stored_credentials(settings, token_file))
         return cls(
-            consumer_key=settings.x_consumer_key,
-            consumer_secret=settings.x_consumer_secret,
-            access_token=settings.x_access_token,
-            access_token_secret=settings.x_access_token_secret,
-            bearer_token=settings.x_bearer_token,
+            **creds,
+            token_file=token_file,
             api_base_url=settings.x_api_base_url,
             timeout=settings.http_timeout,
             retries=settings.x_retries,
@@ -459,6 +491,118 @@ class XClient:
 
     def __repr__(self) -> str:
         return f"XClient(api_base_url={self.api_base_url!r}, auth={self.auth_mode!r}, user_id={self._user_id!r})"
+
+    def _register_secrets(self, oauth1: Mapping[str, str | None], bearer: str | None) -> None:
+        extra: tuple[str, ...] = ()
+        if self._oauth2 is not None:
+            extra = tuple(str(self._oauth2.get(k) or "") for k in ("access_token", "refresh_token", "client_secret"))
+        if self._unsaved is not None:
+            extra += tuple(str(self._unsaved.get(k) or "") for k in ("access_token", "refresh_token"))
+        REDACTOR.register(self, tuple(v for v in (*oauth1.values(), bearer, *extra) if v))
+
+    @property
+    def refreshable(self) -> bool:
+        """Whether the OAuth 2.0 access token is refreshed here (tokens from ``login`` or a seed)."""
+        return self._oauth2 is not None
+
+    @property
+    def oauth2_client_id(self) -> str | None:
+        """The OAuth 2.0 client id the refreshable tokens belong to."""
+        return str(self._oauth2.get("client_id") or "") or None if self._oauth2 else None
+
+    @property
+    def token_expires_at(self) -> float | None:
+        """When the current OAuth 2.0 access token expires (Unix seconds), for refreshable tokens."""
+        return float(self._oauth2["expires_at"]) if self._oauth2 and self._oauth2.get("expires_at") else None
+
+    # --- OAuth 2.0 refresh: the one place ----------------------------------------------------------------------------
+
+    def _refresh_due(self) -> bool:
+        tokens = self._oauth2
+        if tokens is None:
+            return False
+        if not tokens.get("access_token"):
+            return True
+        lifetime = float(tokens.get("lifetime") or 7200.0)
+        return float(tokens.get("expires_at") or 0.0) - self._clock() <= min(300.0, lifetime / 4)
+
+    def _adopt(self, record: dict[str, Any]) -> None:
+        self._oauth2 = record
+        self._client.bearer_token = str(record["access_token"])
+        self._register_secrets(self._oauth1_secrets, None)
+
+    def _save_tokens(self, record: dict[str, Any]) -> None:
+        if self._token_file is None:
+            return
+        try:
+            self._token_file.save(record)
+        except OSError as exc:
+            self._unsaved = record
+            self._register_secrets(self._oauth1_secrets, None)
+            raise SourceError(
+                f"cannot save the refreshed X tokens to {self._token_file.path}: {exc.strerror or exc}; they are kept "
+                "in memory, unused, and saved at the next try (X has already retired the old refresh token)",
+                retry_after=60,
+            ) from None
+        self._unsaved = None
+
+    def _refresh_oauth2(self, *, after_401: bool = False) -> None:
+        """Refresh the OAuth 2.0 access token when due (or after a 401 with the token in use): see the module
+        docstring. The new refresh token is on disk before the new access token is used."""
+        assert self._oauth2 is not None
+        file = self._token_file
+        lock = file.locked() if file is not None else _no_lock()
+        with lock:
+            pending = self._unsaved
+            if pending is not None:  # a save failed last time: those tokens are the only valid ones
+                self._save_tokens(pending)
+                self._adopt(pending)
+                if not after_401:
+                    return
+            stored = file.load() if file is not None else None
+            in_use = self._oauth2.get("access_token")
+            if (stored and stored.get("kind") == "oauth2" and stored.get("refresh_token")
+                    and stored.get("refresh_token") != self._oauth2.get("refresh_token")
+                    and self._oauth2.get("seed_sha256") in (None, stored.get("seed_sha256"))):
+                self._adopt({**stored, "client_secret": self._oauth2.get("client_secret") or stored.get(
+                    "client_secret")})  # refreshed by another process (or thread) meanwhile
+                if not self._refresh_due() and not (after_401 and self._oauth2.get("access_token") == in_use):
+                    return
+            elif not after_401 and not self._refresh_due():
+                return
+            self._refresh_now()
+
+    def _refresh_now(self) -> None:
+        assert self._oauth2 is not None
+        tokens = self._oauth2
+        client_id = str(tokens.get("client_id") or "")
+        secret = secret_text(tokens.get("client_secret"))
+        data = {"grant_type": "refresh_token", "refresh_token": str(tokens["refresh_token"]), "client_id": client_id}
+        auth = requests.auth.HTTPBasicAuth(client_id, secret) if secret else None
+        what = "POST /2/oauth2/token (refresh)"
+        response = self._client.session.request("POST", DEFAULT_API_BASE_URL + "/2/oauth2/token", data=data,
+                                                auth=auth)
+        status = response.status_code
+        if status == 429:
+            raise self._rate_limited(what, response)
+        if status >= 500:
+            raise _Transient(f"{status} {response.reason}")
+        if status != 200:
+            body = _problem(response)
+            said = REDACTOR.redact(" ".join(str(body.get(k) or "") for k in ("error", "error_description")).strip())
+            raise SourceError(
+                f"X refused to refresh the OAuth 2.0 token ({status} {said[:200] or response.reason}): the refresh "
+                "token is spent or revoked (used by another install, revoked in the X settings, or a crash lost the "
+                "rotated one); run `nijifeed login` again",
+                fatal=True,
+            )
+        record = oauth2_record(self._json(response, what), client_id=client_id, client_secret=secret,
+                               now=self._clock(), seed_sha256=tokens.get("seed_sha256"),
+                               previous_scope=tokens.get("scope"))
+        self._unsaved = record  # until saved: masked in logs, never used
+        self._save_tokens(record)  # before anything uses the new access token
+        self._adopt(record)
+        log.info("X OAuth 2.0 access token refreshed; the next expires in %.0f s", record["lifetime"])
 
     # --- calls -----------------------------------------------------------------------------------------------------
 
@@ -530,10 +674,21 @@ class XClient:
 
     def _call(self, what: str, fn: Callable[[], requests.Response]) -> requests.Response:
         attempt = 0
+        renewed = False
         while True:
             try:
                 with self._mapped_errors(what):
-                    response = fn()
+                    if self._oauth2 is not None and (self._unsaved is not None or self._refresh_due()):
+                        self._refresh_oauth2()
+                    try:
+                        response = fn()
+                    except tweepy.Unauthorized:
+                        if self._oauth2 is None or renewed:
+                            raise
+                        renewed = True  # once per call: a second 401 is not the token's age
+                        log.info("X API %s: 401 with the OAuth 2.0 access token; refreshing it", what)
+                        self._refresh_oauth2(after_401=True)
+                        response = fn()
             except _Transient as exc:
                 problem = str(exc)
             else:
@@ -662,6 +817,40 @@ class XClient:
             + "."
         )
         return REDACTOR.redact(message)
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+def _stored_credentials(settings: Settings, token_file: TokenFile) -> dict[str, Any]:
+    """Credentials from ``nijifeed login``'s token file or the ``NIJIFEED_X_REFRESH_TOKEN`` seed (see the module
+    docstring for the precedence), as ``XClient`` keyword arguments; empty when there are none."""
+    stored = token_file.load()
+    seed = secret_text(settings.x_refresh_token)
+    client_secret = secret_text(settings.x_client_secret)
+    if stored is not None and stored["kind"] == "oauth1":
+        return {key: stored.get(key) for key in ("consumer_key", "consumer_secret", "access_token",
+                                                 "access_token_secret")}
+    if seed and (stored is None or stored.get("seed_sha256") not in (None, seed_hash(seed))):
+        client_id = settings.x_client_id or (stored or {}).get("client_id")
+        if not client_id:
+            raise SourceError("NIJIFEED_X_REFRESH_TOKEN needs NIJIFEED_X_CLIENT_ID (the app's OAuth 2.0 client id)",
+                              fatal=True)
+        record: dict[str, Any] = {"kind": "oauth2", "client_id": client_id, "access_token": None,
+                                  "refresh_token": seed, "expires_at": 0.0, "seed_sha256": seed_hash(seed)}
+        if client_secret:
+            record["client_secret"] = client_secret
+        return {"oauth2_tokens": record}
+    if stored is not None:
+        record = dict(stored)
+        if client_secret:
+            record["client_secret"] = client_secret
+        if settings.x_client_id:
+            record["client_id"] = settings.x_client_id
+        return {"oauth2_tokens": record}
+    return {}
 
 
 # --- problem bodies ----------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from service.sources.read_limit import DailyReadLimit
 from service.store import StoreError
 from service.web.metrics import CONTENT_TYPE, poll_age_seconds, render_metrics
 from service.web.state import WebState
@@ -44,7 +45,11 @@ def readyz(request: Request) -> Response:
         if age is None:
             problems.append("no poll yet")
         elif age > max_age:
-            problems.append(f"the last poll started {age:.0f} s ago (more than {max_age:.0f} s)")
+            limit = DailyReadLimit.from_settings(state.settings)
+            if limit and limit.paused(state.store()):  # paused by design until 00:00 UTC, not stuck
+                body["read_limit"] = f"polling paused until {limit.resets_at().isoformat(timespec='seconds')}"
+            else:
+                problems.append(f"the last poll started {age:.0f} s ago (more than {max_age:.0f} s)")
     if problems:
         body.update(status="not ready", problems=problems)
     return JSONResponse(body, status_code=503 if problems else 200, headers={"Cache-Control": "no-store"})
@@ -52,5 +57,5 @@ def readyz(request: Request) -> Response:
 
 def metrics(request: Request) -> Response:
     state: WebState = request.app.state.web
-    return PlainTextResponse(render_metrics(state.store()), media_type=CONTENT_TYPE,
+    return PlainTextResponse(render_metrics(state.store(), DailyReadLimit.from_settings(state.settings)), media_type=CONTENT_TYPE,
                              headers={"Cache-Control": "no-store"})

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from service.feed.times import parse_time
+from service.sources.read_limit import DailyReadLimit
 from service.store import Store
 from service.words import MEDIA_STATUSES
 
@@ -38,7 +39,8 @@ def reason_kind(reason: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")[:40] or "unknown"
 
 
-def render_metrics(store: Store) -> str:
+def render_metrics(store: Store, read_limit: DailyReadLimit | None = None) -> str:
+    """The exposition; ``read_limit``: the daily read limit to report (``NIJIFEED_X_DAILY_READ_LIMIT``)."""
     out = Exposition()
     media = store.status_counts()
     out.add("nijifeed_media", "gauge", "Media references by pipeline status.",
@@ -58,6 +60,13 @@ def render_metrics(store: Store) -> str:
     out.add("nijifeed_polls_total", "counter", "Polls of the source.", [({}, totals["polls"])])
     out.add("nijifeed_api_reads_total", "counter", "Posts read from the X API (billed per post).",
             [({}, totals["reads"])])
+    limit = (read_limit or DailyReadLimit(0)).status(store)
+    out.add("nijifeed_api_reads_today", "gauge", "Posts read from the X API since 00:00 UTC.",
+            [({}, limit["reads_today"])])
+    out.add("nijifeed_api_daily_read_limit", "gauge", "NIJIFEED_X_DAILY_READ_LIMIT (0: no limit).",
+            [({}, limit["limit"])])
+    out.add("nijifeed_api_read_limit_paused", "gauge", "1 while polling is paused by the daily read limit.",
+            [({}, int(limit["paused"]))])
     out.add("nijifeed_timeline_gaps_total", "counter", "Polls that found a gap in the timeline.",
             [({}, totals["gaps"])])
     last = store.last_poll()
