@@ -328,6 +328,36 @@ def test_daemon_polls_through_token_expiry_without_a_pause(service_env, sandbox,
     assert {p["id"] for p in sandbox.posts()[:12]} <= stored_ids  # every post published while it ran
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sandbox", [{"oauth2_token_ttl": 3.0}], indirect=True)
+def test_daemon_polls_for_minutes_while_its_access_tokens_expire_every_few_seconds(service_env, sandbox, monkeypatch,
+                                                                                   caplog):
+    """Issue 10: minutes of polling on a client id and a refresh token alone, each access token living 3 s."""
+    from service.pipeline.service import Service
+
+    seed(monkeypatch, sandbox)
+    caplog.set_level(logging.INFO)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(poll_interval=2, poll_jitter=0, web_port=port)
+    cycles: list[float] = []
+
+    def after_cycle() -> None:
+        cycles.append(time.monotonic())
+        sandbox.publish(1)
+
+    with Service.from_settings(settings, max_cycles=60, after_cycle=after_cycle) as service:
+        service.run()
+    assert len(cycles) == 60 and cycles[-1] - cycles[0] > 100  # about two minutes, ~40 token lifetimes
+    assert max(b - a for a, b in zip(cycles, cycles[1:], strict=False)) < 8  # never paused
+    assert sandbox.oauth.grants.count("refresh_token") >= 25
+    api = [r for r in sandbox.requests if r.endpoint in ("me", "timeline")]
+    assert all(r.status in (200, 401) for r in api) and [r.status for r in api].count(401) <= 2
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING and "service.sources" in r.name]
+    assert not problems, all_log_text(problems)
+
+
 # --- a crash around the save of a rotated refresh token ----------------------------------------------------------
 
 CRASHER = textwrap.dedent("""
