@@ -5,7 +5,6 @@ ended in a traceback."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -68,12 +67,10 @@ def test_a_data_dir_that_cannot_be_made_is_one_line(cli, monkeypatch):
     assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_an_unreadable_config_is_one_line(tmp_path, cli, monkeypatch):
-    path = tmp_path / "secret.toml"
-    path.write_text("web_port = 8001\n")
-    path.chmod(0)
-    monkeypatch.setenv("NIJIFEED_CONFIG", str(path))
+    # A file whose read fails even for root (a mode-0 file does not, and CI runs as root): reading the process's
+    # own memory from offset 0 is an I/O error.
+    monkeypatch.setenv("NIJIFEED_CONFIG", "/proc/self/mem")
     result = cli("status", ok=False)
     assert result.exit_code == 2 and "cannot read" in result.output
     assert len(result.output.strip().splitlines()) == 1
