@@ -15,7 +15,16 @@ from service.classify.registry import load_model
 from service.config import load_settings
 from service.features.builtin import BuiltinExtractor
 from service.pipeline.build import CycleRunner, make_source
-from service.pipeline.retrain import LABELS_SOURCE, Example, folders_of, group_ids, maybe_retrain, merge, retrain
+from service.pipeline.retrain import (
+    LABELS_SOURCE,
+    Example,
+    TrainOptions,
+    folders_of,
+    group_ids,
+    maybe_retrain,
+    merge,
+    retrain,
+)
 from service.review import label, open_items
 from service.sandbox import Sandbox
 from service.store import Store
@@ -98,7 +107,7 @@ def test_a_new_model_resolves_the_queue_items_it_is_now_sure_of(queued_dir, sand
         label_queue(store, sandbox, limit=3)
         waiting = [r["id"] for r in store.waiting_for_review()]
         assert waiting
-        result = retrain(settings, store, BuiltinExtractor(), kind="lr", force=True)
+        result = retrain(settings, store, BuiltinExtractor(), options=TrainOptions(kind="lr", force=True))
         assert result.version == 2 and result.previous_version == 1
         auto = result.rescored["feed"] + result.rescored["dropped"]
         assert auto > 0 and result.queue_after == result.queue_before - auto
@@ -132,7 +141,7 @@ def test_a_running_pipeline_uses_the_retrained_model_on_its_next_cycle(
             assert versions == {1}
             label_queue(store, box)
             with Store.open(settings.db_path) as other:  # the retrain job has a connection of its own
-                result = retrain(settings, other, extractor, kind="lr", force=True)
+                result = retrain(settings, other, extractor, options=TrainOptions(kind="lr", force=True))
             assert result.version == 2
             box.publish(10)
             summary = runner(threading.Event(), True)

@@ -27,7 +27,7 @@ from service.store import Store
 from service.terminal import clean
 
 if TYPE_CHECKING:
-    from service.pipeline.retrain import RetrainResult
+    from service.pipeline.retrain import RetrainResult, TrainOptions
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A 2D-illustration-only view of your X timeline.")
 model_app = typer.Typer(no_args_is_help=True, help="Trained models: inspect, list, roll back.")
@@ -177,11 +177,7 @@ def train_on_folders(
     app_ctx: Context,
     neg_dir: Path,
     pos_dir: Path,
-    *,
-    kind: str | None = None,
-    target_precision: float | None = None,
-    threshold: float | None = None,
-    force: bool = False,
+    options: TrainOptions,
 ) -> RetrainResult:
     """`train --from-folders`: the pipeline's folder training set (with a progress bar and the files it skipped),
     then its one train-and-publish, saying what it trains on."""
@@ -199,12 +195,11 @@ def train_on_folders(
         print_error(reason, "skipped", "yellow")
     data = training.data
     console.print(
-        f"training [bold]{kind or settings.model}[/bold] on {len(data.y)} images ({int(data.y.sum())} 2D, "
+        f"training [bold]{options.kind or settings.model}[/bold] on {len(data.y)} images ({int(data.y.sum())} 2D, "
         f"{int((data.y == 0).sum())} not 2D, {len(np.unique(data.groups))} near-duplicate groups), "
         f"features: {app_ctx.extractor.name}"
     )
-    return train_and_publish(settings, app_ctx.store, app_ctx.extractor, training, kind=kind,
-                             target_precision=target_precision, threshold=threshold, force=force)
+    return train_and_publish(settings, app_ctx.store, app_ctx.extractor, training, options=options)
 
 
 def print_training_report(model: TrainedModel) -> None:

@@ -37,7 +37,7 @@ from service.pipeline import labelled_folders
 from service.route import FOLDER_OF_VERDICT
 
 if TYPE_CHECKING:
-    from service.pipeline.retrain import RetrainResult
+    from service.pipeline.retrain import RetrainResult, TrainOptions
 
 # --- train / triage / eval / features --------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ def train(
     the starter model, or the folders first used), from labelled folders, or (--starter) from the bundled samples
     alone; report CV figures before and after, activate the new model and re-score the images waiting for review.
     A model worse than the active one (see NIJIFEED_RETRAIN_TOLERANCE) is saved but not activated, unless --force."""
-    from service.pipeline.retrain import retrain
+    from service.pipeline.retrain import TrainOptions, retrain
 
     app_ctx = ctx_of(ctx)
     kind = model or app_ctx.settings.model
@@ -78,16 +78,14 @@ def train(
     if samples is not None and (starter or from_folders is not None):
         raise InputError("--samples/--no-samples goes with training on your labels, not with --starter or "
                          "--from-folders")
+    options = TrainOptions(kind=kind, target_precision=target_precision, threshold=threshold, force=force)
     if from_folders is not None:
-        result = train_on_folders(app_ctx, *from_folders, kind=kind, target_precision=target_precision,
-                                  threshold=threshold, force=force)
+        result = train_on_folders(app_ctx, *from_folders, options)
     elif starter:
-        result = _train_starter(app_ctx, kind=kind, target_precision=target_precision, threshold=threshold,
-                                force=force)
+        result = _train_starter(app_ctx, options)
     else:
         with console.status("gathering labels and features"):
-            result = retrain(app_ctx.settings, app_ctx.store, app_ctx.extractor, kind=kind,
-                             target_precision=target_precision, threshold=threshold, force=force, samples=samples)
+            result = retrain(app_ctx.settings, app_ctx.store, app_ctx.extractor, options=options, samples=samples)
         t = result.training
         folders = f"{t.folders[0]} and {t.folders[1]}" if t.folders else "no folders"
         parts = [f"{t.from_labels} labels from the store", f"{t.from_folders} from {folders}",
@@ -119,8 +117,7 @@ def train(
     console.print(f"model v{trained.version} is now active")
 
 
-def _train_starter(app_ctx: Context, *, kind: str, target_precision: float | None, threshold: float | None,
-                   force: bool) -> RetrainResult:
+def _train_starter(app_ctx: Context, options: TrainOptions) -> RetrainResult:
     """`train --starter`: the bundled samples' training set (with a progress bar), trained and published."""
     from service.pipeline.retrain import starter_training_set, train_and_publish
     from service.pipeline.starter import starter_dir, starter_files
@@ -132,12 +129,11 @@ def _train_starter(app_ctx: Context, *, kind: str, target_precision: float | Non
         print_error(reason, "skipped", "yellow")
     data = training.data
     console.print(
-        f"training the starter model ([bold]{kind}[/bold]) on {len(data.y)} bundled samples ({int(data.y.sum())} 2D, "
+        f"training the starter model ([bold]{options.kind}[/bold]) on {len(data.y)} bundled samples ({int(data.y.sum())} 2D, "
         f"{int((data.y == 0).sum())} not 2D, {len(np.unique(data.groups))} near-duplicate groups) from "
         f"{starter_dir()}, features: {app_ctx.extractor.name}", highlight=False
     )
-    return train_and_publish(settings, app_ctx.store, app_ctx.extractor, training, kind=kind,
-                             target_precision=target_precision, threshold=threshold, force=force)
+    return train_and_publish(settings, app_ctx.store, app_ctx.extractor, training, options=options)
 
 
 def labelled_data(app_ctx: Context, neg_dir: Path, pos_dir: Path) -> TrainingData:

@@ -74,6 +74,16 @@ class TrainingSet:
         return STARTER_SOURCE in self.data.sources
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a new model is trained, and whether it goes live even when worse: the `train` command's options."""
+
+    kind: str | None = None  # a model kind; None: NIJIFEED_MODEL
+    target_precision: float | None = None  # None: NIJIFEED_TARGET_PRECISION
+    threshold: float | None = None  # a fixed threshold instead of the target; None: NIJIFEED_THRESHOLD
+    force: bool = False  # activate even if ``promotion.refusals`` finds it worse than the active model
+
+
 @dataclass
 class RetrainResult:
     model: TrainedModel
@@ -356,21 +366,18 @@ def train_and_publish(
     extractor: FeatureExtractor,
     training: TrainingSet,
     *,
-    kind: str | None = None,
-    target_precision: float | None = None,
-    threshold: float | None = None,
-    force: bool = False,
+    options: TrainOptions = TrainOptions(),
 ) -> RetrainResult:
     """Train on ``training`` (grouped CV, threshold from the precision target unless fixed), score the waiting
     images with the new model, and ``publish`` both at once, unless ``promotion.refusals`` finds it worse than the
-    active model (then it is saved, not activated; ``force`` activates it anyway). Raises ``TrainingError`` when
+    active model (then it is saved, not activated; ``options.force`` activates it anyway). Raises ``TrainingError`` when
     there is too little to learn from (fewer than 4 images of a class)."""
     previous = store.active_model()
-    fixed = threshold if threshold is not None else settings.threshold
-    target = target_precision or settings.target_precision
+    fixed = options.threshold if options.threshold is not None else settings.threshold
+    target = options.target_precision or settings.target_precision
     model = train(
         training.data,
-        kind=kind or settings.model,
+        kind=options.kind or settings.model,
         extractor=extractor.name,
         score_kind=settings.score_kind,
         target_precision=target,
@@ -384,7 +391,7 @@ def train_and_publish(
                        target_precision=target, tolerance=settings.retrain_tolerance,
                        compared=compare_on_unseen(store, model, training.data, extractor, settings))
     # The first model goes live whatever its figures: anything routes better than waiting for one.
-    forced = bool(reasons) and (force or previous is None)
+    forced = bool(reasons) and (options.force or previous is None)
     rescored = score_waiting(store, model, extractor, settings) if forced or not reasons else []
     queue_before = store.open_review_count()
     version, counts = publish(store, settings.models_dir, model, rescored, refused=[] if forced else reasons)
@@ -433,17 +440,13 @@ def retrain(
     store: Store,
     extractor: FeatureExtractor,
     *,
-    kind: str | None = None,
-    target_precision: float | None = None,
-    threshold: float | None = None,
-    force: bool = False,
+    options: TrainOptions = TrainOptions(),
     samples: bool | None = None,
 ) -> RetrainResult:
     """One turn of the loop (see the module docstring): store labels plus the first folders (and the bundled
     samples, as ``training_set`` says for ``samples``), trained and published by ``train_and_publish``."""
     training = training_set(store, extractor, settings, samples=samples)
-    return train_and_publish(settings, store, extractor, training, kind=kind, target_precision=target_precision,
-                             threshold=threshold, force=force)
+    return train_and_publish(settings, store, extractor, training, options=options)
 
 
 def folder_training_set(
@@ -471,17 +474,13 @@ def train_from_folders(
     neg_dir: Path,
     pos_dir: Path,
     *,
-    kind: str | None = None,
-    target_precision: float | None = None,
-    threshold: float | None = None,
-    force: bool = False,
+    options: TrainOptions = TrainOptions(),
     on_progress: Progress | None = None,
 ) -> RetrainResult:
     """``folder_training_set`` then ``train_and_publish``: a new model from two labelled folders, activated with
     its verdicts on the waiting images in one transaction."""
     training = folder_training_set(settings, store, extractor, neg_dir, pos_dir, on_progress=on_progress)
-    return train_and_publish(settings, store, extractor, training, kind=kind, target_precision=target_precision,
-                             threshold=threshold, force=force)
+    return train_and_publish(settings, store, extractor, training, options=options)
 
 
 def starter_training_set(
@@ -500,17 +499,13 @@ def train_starter(
     store: Store,
     extractor: FeatureExtractor,
     *,
-    kind: str | None = None,
-    target_precision: float | None = None,
-    threshold: float | None = None,
-    force: bool = False,
+    options: TrainOptions = TrainOptions(),
     on_progress: Progress | None = None,
 ) -> RetrainResult:
     """A starter model (``starter_training_set`` then ``train_and_publish``), for the configured extractor;
     `nijifeed train --starter`. ``ensure_starter`` is the automatic first one."""
     training = starter_training_set(settings, store, extractor, on_progress=on_progress)
-    return train_and_publish(settings, store, extractor, training, kind=kind, target_precision=target_precision,
-                             threshold=threshold, force=force)
+    return train_and_publish(settings, store, extractor, training, options=options)
 
 
 @contextmanager
