@@ -243,3 +243,28 @@ def test_threshold_setting_overrides_the_model_rule_in_the_pipeline_too(service_
     conn = db(service_env)
     verdicts = {row[0] for row in conn.execute("SELECT verdict FROM verdicts")}
     assert verdicts == {"uncertain"}
+
+
+def test_the_cycle_decodes_each_downloaded_image_once(service_env, sandbox, cli, monkeypatch):
+    """Issue 8: the cycle decoded every download twice (once more only to read its size). Counts Pillow's opens
+    made by the pipeline and the decoder (the sandbox, in this process too, opens its samples itself)."""
+    import sys
+
+    from PIL import Image
+
+    real_open = Image.open
+    opens: list[str] = []
+
+    def counting_open(*args, **kwargs):
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.startswith(("service.pipeline", "service.features")):
+            opens.append(caller)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    use(monkeypatch, sandbox)
+    cli("poll")
+    conn = db(service_env)
+    downloaded = conn.execute("SELECT count(*) FROM media WHERE image_id IS NOT NULL").fetchone()[0]
+    assert downloaded > 10
+    assert len(opens) == downloaded  # one decode per downloaded media row, none only for the size

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from PIL import features
 
-from service.features.images import ImageLimits, load_image
+from service.features.images import ImageLimits, load_image, sniff_format
 from service.files import write_atomic
 
 if TYPE_CHECKING:
@@ -34,22 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _THUMB_FORMAT, THUMB_MIME = ("WEBP", "image/webp") if features.check("webp") else ("JPEG", "image/jpeg")
-_SIGNATURES = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
-
-
 def sniff_mime(head: bytes) -> str | None:
-    """The media type of image bytes from their first 12 bytes; None when not a web image format."""
-    for signature, mime in _SIGNATURES:
-        if head.startswith(signature):
-            return mime
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    """The media type of image bytes from their first 12 bytes; None when not a format the decoder accepts."""
+    fmt = sniff_format(head)
+    return f"image/{fmt.lower()}" if fmt else None
 
 
 #: How often the running total is checked against the disk, for files another process wrote (``nijifeed web``
